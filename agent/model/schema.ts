@@ -80,25 +80,24 @@ const absolutePath = z
   })
   .refine((text) => !text.split('/').includes('..'), { message: 'must not contain ".."' });
 
-/** A secret must survive double-quoting in ipsec.secrets, which has no escape sequences. */
-const secretText = z
-  .string()
-  .min(1, { message: 'is empty' })
-  .max(SECRET_MAX_CHARS, { message: `is longer than ${SECRET_MAX_CHARS} characters` })
-  .superRefine((text, ctx) => {
-    if (text.includes('"')) {
-      ctx.addIssue({
-        code: 'custom',
-        message: 'contains a double quote, which ipsec.secrets cannot quote',
-      });
-    }
-    if (/[\u0000-\u001f\u007f]/.test(text)) {
-      ctx.addIssue({
-        code: 'custom',
-        message: 'contains a control character (newline, tab, NUL...), which breaks ipsec.secrets',
-      });
-    }
-  });
+/**
+ * What makes a secret unusable in ipsec.secrets, which double-quotes values and has no escape
+ * sequences. Empty when the secret is fine. Used for inline secrets and for secret files.
+ */
+export function secretProblems(text: string): string[] {
+  const problems: string[] = [];
+  if (text.length === 0) problems.push('is empty');
+  if (text.length > SECRET_MAX_CHARS) problems.push(`is longer than ${SECRET_MAX_CHARS} characters`);
+  if (text.includes('"')) problems.push('contains a double quote, which ipsec.secrets cannot quote');
+  if (/[\u0000-\u001f\u007f]/.test(text)) {
+    problems.push('contains a control character (newline, tab, NUL...), which breaks ipsec.secrets');
+  }
+  return problems;
+}
+
+const secretText = z.string().superRefine((text, ctx) => {
+  for (const problem of secretProblems(text)) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 const secret = z
   .union([

@@ -1,0 +1,186 @@
+/**
+ * Executes ipsec actions on the host. Each action is idempotent and, where charon acts
+ * asynchronously (reload, initiate), waits with a bound until the effect is visible.
+ * Side effects: writes our files and one include line in strongSwan's main files; runs
+ * `ipsec` subcommands. Secrets travel only through the 0600 secrets file.
+ */
+import { dirname } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { ErrorCode, TunnelwardenError } from '../errors.js';
+import type { HostPaths } from '../model/paths.js';
+import type { CommandRunner } from '../host/exec.js';
+import type { FileStore } from '../host/files.js';
+import { parseStrokeStatus } from '../observe/parse/stroke.js';
+import type { StrongswanStatus } from '../observe/parse/types.js';
+import type { IpsecAction } from '../plan/actions.js';
+import { CONF_FILE_MODE, SECRETS_FILE_MODE } from '../plan/ipsec.js';
+import { pollUntil, type Sleep } from './wait.js';
+
+/** How long apply waits for charon to show each effect. */
+export interface IpsecWaits {
+  startMs: number;
+  reloadMs: number;
+  initiateMs: number;
+  terminateMs: number;
+  pollIntervalMs: number;
+}
+
+export const DEFAULT_IPSEC_WAITS: Readonly<IpsecWaits> = Object.freeze({
+  startMs: 20_000,
+  reloadMs: 15_000,
+  initiateMs: 20_000,
+  terminateMs: 10_000,
+  pollIntervalMs: 100,
+});
+
+export interface IpsecApplyContext {
+  run: CommandRunner;
+  files: FileStore;
+  logger: Logger;
+  paths: HostPaths;
+  /** The rendered secrets file, kept out of the plan so it is never printed. */
+  renderedSecrets: string;
+  waits: IpsecWaits;
+  sleep?: Sleep;
+  /** Creates a directory with parents; injected for tests. */
+  makeDirectory?: (path: string) => Promise<void>;
+}
+
+const defaultMakeDirectory = async (path: string) => {
+  await mkdir(path, { recursive: true, mode: 0o755 });
+};
+
+async function readStatus(run: CommandRunner): Promise<StrongswanStatus | undefined> {
+  const result = await run(['ipsec', 'statusall'], { allowFailure: true });
+  return result.exitCode === 0 ? parseStrokeStatus(result.stdout) : undefined;
+}
+
+function isUp(status: StrongswanStatus, name: string): boolean {
+  return status.ikeSas.some(
+    (sa) =>
+      sa.conn === name &&
+      sa.state === 'ESTABLISHED' &&
+      sa.children.some((child) => child.state === 'INSTALLED'),
+  );
+}
+
+async function appendIncludeLine(
+  context: IpsecApplyContext,
+  file: string,
+  line: string,
+): Promise<void> {
+  const current = await context.files.read(file);
+  if (current?.split('\n').some((existing) => existing.trimEnd() === line)) return;
+  const mode = (await context.files.mode(file)) ?? (file === context.paths.ipsecSecrets ? SECRETS_FILE_MODE : CONF_FILE_MODE);
+  const base = current === undefined ? '' : current.endsWith('\n') || current === '' ? current : `${current}\n`;
+  const addition = `\n# Added by tunnelwarden: its own conns and secrets live in the included file.\n${line}\n`;
+  await context.files.write(file, `${base}${addition}`, mode);
+}
+
+async function startStrongswan(context: IpsecApplyContext): Promise<void> {
+  const systemdBooted = (await context.files.mode(context.paths.systemdRunDir)) !== undefined;
+  if (systemdBooted) {
+    await context.run(['systemctl', 'start', 'strongswan-starter.service'], { timeoutMs: 30_000 });
+  } else {
+    await context.run(['ipsec', 'start'], { timeoutMs: 30_000 });
+  }
+  const status = await pollUntil(() => readStatus(context.run), {
+    timeoutMs: context.waits.startMs,
+    intervalMs: context.waits.pollIntervalMs,
+    sleep: context.sleep,
+  });
+  if (!status) {
+    throw new TunnelwardenError(
+      'command-failed',
+      ErrorCode.charonNotAnswering,
+      `charon did not answer within ${context.waits.startMs} ms of being started`,
+    );
+  }
+}
+
+async function reloadConns(
+  context: IpsecApplyContext,
+  action: Extract<IpsecAction, { type: 'reload-conns' }>,
+): Promise<void> {
+  await context.run(['ipsec', 'update']);
+  const settled = await pollUntil(
+    async () => {
+      const status = await readStatus(context.run);
+      if (!status) return undefined;
+      const loaded = new Set(status.connections.map((conn) => conn.name));
+      const done =
+        action.expectLoaded.every((name) => loaded.has(name)) &&
+        action.expectUnloaded.every((name) => !loaded.has(name));
+      return done ? true : undefined;
+    },
+    { timeoutMs: context.waits.reloadMs, intervalMs: context.waits.pollIntervalMs, sleep: context.sleep },
+  );
+  if (!settled) {
+    context.logger.warn(
+      { resource: 'ipsec', action: 'reload-conns', waited_ms: context.waits.reloadMs },
+      'conns not settled after reload',
+    );
+  }
+}
+
+async function terminate(context: IpsecApplyContext, name: string): Promise<void> {
+  await context.run(['ipsec', 'down', name], {
+    timeoutMs: context.waits.terminateMs + 5_000,
+    allowFailure: true,
+  });
+  await pollUntil(
+    async () => {
+      const status = await readStatus(context.run);
+      if (!status) return true;
+      const left = status.ikeSas.some((sa) => sa.conn === name && sa.state !== 'DELETING' && sa.state !== 'DESTROYING');
+      return left ? undefined : true;
+    },
+    { timeoutMs: context.waits.terminateMs, intervalMs: context.waits.pollIntervalMs, sleep: context.sleep },
+  );
+}
+
+async function awaitEstablished(context: IpsecApplyContext, name: string): Promise<void> {
+  const up = await pollUntil(
+    async () => {
+      const status = await readStatus(context.run);
+      return status && isUp(status, name) ? true : undefined;
+    },
+    { timeoutMs: context.waits.initiateMs, intervalMs: context.waits.pollIntervalMs, sleep: context.sleep },
+  );
+  if (!up) {
+    context.logger.warn(
+      { resource: 'ipsec', action: 'initiate', conn: name, waited_ms: context.waits.initiateMs },
+      'conn not established in time',
+    );
+  }
+}
+
+/** Executes one ipsec action. Idempotent. Throws TunnelwardenError on a hard failure. */
+export async function applyIpsecAction(action: IpsecAction, context: IpsecApplyContext): Promise<void> {
+  const makeDirectory = context.makeDirectory ?? defaultMakeDirectory;
+  switch (action.type) {
+    case 'ensure-include':
+      return appendIncludeLine(context, action.target, action.line);
+    case 'write-conf':
+      await makeDirectory(dirname(action.target));
+      return context.files.write(action.target, action.content, CONF_FILE_MODE);
+    case 'write-secrets':
+      await makeDirectory(dirname(action.target));
+      return context.files.write(action.target, context.renderedSecrets, SECRETS_FILE_MODE);
+    case 'start-strongswan':
+      return startStrongswan(context);
+    case 'reload-conns':
+      return reloadConns(context, action);
+    case 'reread-secrets':
+      await context.run(['ipsec', 'rereadsecrets']);
+      return;
+    case 'terminate':
+      return terminate(context, action.target);
+    case 'initiate':
+      await context.run(['ipsec', 'stroke', 'up-nb', action.target]);
+      return awaitEstablished(context, action.target);
+    case 'await-established':
+      return awaitEstablished(context, action.target);
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * The tunnelwarden command line. Exit codes: 0 done (or valid), 1 invalid input (nothing on
+ * the host changed), 2 usage error, 3 applied but the host does not match yet, 4 a command or
+ * the host failed.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { TunnelwardenError, asTunnelwardenError } from '../errors.js';
+import { formatFinding } from '../model/load.js';
+import { DEFAULT_PATHS } from '../model/paths.js';
+import { desiredStateJsonSchema, type DesiredState } from '../model/schema.js';
+import { createCommandRunner } from '../host/exec.js';
+import { hostFiles } from '../host/files.js';
+import { readDesiredFile } from '../host/desired-file.js';
+import { createLogger, type LogLevel } from '../log.js';
+import { describeAction, formatAction } from '../plan/actions.js';
+import { runPass } from '../apply/pass.js';
+import { packageVersion } from './version.js';
+
+export const EXIT = { ok: 0, invalid: 1, usage: 2, notConverged: 3, failed: 4 } as const;
+
+class ExitRequest extends Error {
+  constructor(readonly exitCode: number) {
+    super(`exit ${exitCode}`);
+  }
+}
+
+const out = (line: string) => process.stdout.write(`${line}\n`);
+const err = (line: string) => process.stderr.write(`${line}\n`);
+
+/** Loads a desired-state file or prints why not and exits 1. */
+async function loadOrExit(path: string): Promise<DesiredState> {
+  const result = await readDesiredFile(path);
+  if ('unreadable' in result) {
+    err(result.unreadable);
+    throw new ExitRequest(EXIT.invalid);
+  }
+  for (const warning of result.warnings) err(`${path}: ${formatFinding(warning)}`);
+  if (!result.ok) {
+    for (const finding of result.errors) err(`${path}: ${formatFinding(finding)}`);
+    err(`${path}: invalid (${result.errors.length} error${result.errors.length === 1 ? '' : 's'}); nothing was changed`);
+    throw new ExitRequest(EXIT.invalid);
+  }
+  return result.state;
+}
+
+function passDependencies(logLevel: LogLevel) {
+  const logger = createLogger({ level: logLevel });
+  return { logger, run: createCommandRunner(logger), files: hostFiles, paths: DEFAULT_PATHS };
+}
+
+const logLevelOption = () =>
+  new Option('--log-level <level>', 'log level of the JSON log on stderr')
+    .choices(['error', 'warn', 'info', 'debug', 'silent'])
+    .default('warn');
+
+function buildProgram(): Command {
+  const program = new Command('tunnelwarden')
+    .description('Keeps a host\'s strongSwan IPsec VPN, transit link, masquerade and LXD NAT as declared.')
+    .version(packageVersion(), '-V, --version')
+    .exitOverride()
+    .configureOutput({ writeOut: (text) => process.stdout.write(text), writeErr: (text) => process.stderr.write(text) });
+
+  program
+    .command('validate')
+    .description('check desired-state files; exit 0 when all are valid (warnings are printed)')
+    .argument('<file...>', 'desired-state JSON files')
+    .action(async (files: string[]) => {
+      let invalid = 0;
+      for (const file of files) {
+        try {
+          await loadOrExit(file);
+          out(`${file}: valid`);
+        } catch (thrown) {
+          if (!(thrown instanceof ExitRequest)) throw thrown;
+          invalid += 1;
+        }
+      }
+      if (invalid > 0) throw new ExitRequest(EXIT.invalid);
+    });
+
+  program
+    .command('plan')
+    .description('show the actions a pass would take on this host, changing nothing')
+    .argument('<file>', 'desired-state JSON file')
+    .option('--json', 'print the plan as JSON')
+    .addOption(logLevelOption())
+    .action(async (file: string, options: { json?: boolean; logLevel: LogLevel }) => {
+      const desired = await loadOrExit(file);
+      const result = await runPass(desired, passDependencies(options.logLevel), { dryRun: true });
+      if (options.json) {
+        out(JSON.stringify({ actions: result.actions.map(describeAction) }, null, 2));
+      } else if (result.actions.length === 0) {
+        out('No changes: the host matches the desired state.');
+      } else {
+        result.actions.forEach((action, index) => out(`${index + 1}. ${formatAction(action)}`));
+      }
+    });
+
+  program
+    .command('apply')
+    .description('run one reconcile pass; exit 0 only when the host then matches the desired state')
+    .argument('<file>', 'desired-state JSON file')
+    .option('--json', 'print the result as JSON')
+    .addOption(logLevelOption())
+    .action(async (file: string, options: { json?: boolean; logLevel: LogLevel }) => {
+      const desired = await loadOrExit(file);
+      const result = await runPass(desired, passDependencies(options.logLevel));
+      if (options.json) {
+        out(
+          JSON.stringify(
+            {
+              applied: result.actions.map(describeAction),
+              remaining: result.remaining.map(describeAction),
+              converged: result.remaining.length === 0,
+            },
+            null,
+            2,
+          ),
+        );
+      } else {
+        if (result.actions.length === 0) out('No action: the host already matches the desired state.');
+        result.actions.forEach((action, index) => out(`applied ${index + 1}. ${formatAction(action)}`));
+        result.remaining.forEach((action) => out(`still needed: ${formatAction(action)}`));
+      }
+      if (result.remaining.length > 0) {
+        err('the host does not match the desired state yet');
+        throw new ExitRequest(EXIT.notConverged);
+      }
+    });
+
+  program
+    .command('schema')
+    .description('print the JSON Schema of the desired-state file')
+    .action(() => {
+      out(JSON.stringify(desiredStateJsonSchema(), null, 2));
+    });
+
+  return program;
+}
+
+/** Runs the CLI with `argv` (without node and script) and returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv, { from: 'user' });
+    return EXIT.ok;
+  } catch (thrown) {
+    if (thrown instanceof ExitRequest) return thrown.exitCode;
+    if (thrown instanceof CommanderError) {
+      return thrown.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    const error = asTunnelwardenError(thrown);
+    err(`tunnelwarden: ${error.message} [${error.code}]`);
+    if (error instanceof TunnelwardenError && error.kind === 'invalid-config') return EXIT.invalid;
+    return EXIT.failed;
+  }
+}
+
