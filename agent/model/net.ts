@@ -44,11 +44,12 @@ function parseIpv4(text: string): bigint | undefined {
   return value;
 }
 
-function parseIpv6Groups(groups: string[]): bigint[] | undefined {
+/** `endsAddress`: these groups end the address, so the last may be an embedded IPv4 quad. */
+function parseIpv6Groups(groups: string[], endsAddress: boolean): bigint[] | undefined {
   const values: bigint[] = [];
   for (const [index, group] of groups.entries()) {
     const isLast = index === groups.length - 1;
-    if (isLast && group.includes('.')) {
+    if (endsAddress && isLast && group.includes('.')) {
       const embedded = parseIpv4(group);
       if (embedded === undefined) return undefined;
       values.push(embedded >> 16n, embedded & 0xffffn);
@@ -66,8 +67,8 @@ function parseIpv6(text: string): bigint | undefined {
   if (halves.length > 2) return undefined;
   const head = halves[0] === '' ? [] : halves[0]!.split(':');
   const tail = halves.length === 2 ? (halves[1] === '' ? [] : halves[1]!.split(':')) : [];
-  const headValues = parseIpv6Groups(head);
-  const tailValues = parseIpv6Groups(tail);
+  const headValues = parseIpv6Groups(head, halves.length === 1);
+  const tailValues = parseIpv6Groups(tail, true);
   if (!headValues || !tailValues) return undefined;
   const count = headValues.length + tailValues.length;
   if (halves.length === 1 && count !== 8) return undefined;
