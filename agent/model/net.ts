@@ -140,6 +140,10 @@ export function formatIp(ip: IpAddress): string {
   if (ip.family === 4) {
     return [24n, 16n, 8n, 0n].map((shift) => String((ip.value >> shift) & 0xffn)).join('.');
   }
+  if (ip.value >> 32n === 0xffffn) {
+    // RFC 5952 section 5: an IPv4-mapped address keeps its IPv4 part dotted, as inet_ntop does.
+    return `::ffff:${formatIp({ family: 4, value: ip.value & 0xffffffffn })}`;
+  }
   const groups = [112n, 96n, 80n, 64n, 48n, 32n, 16n, 0n].map((shift) =>
     Number((ip.value >> shift) & 0xffffn),
   );
