@@ -73,8 +73,12 @@ const peerAddress = z
   )
   .meta({ description: 'Peer address: an IP address, a DNS name, or "%any".' });
 
+/** Longest path Linux accepts (PATH_MAX is 4096 bytes with the terminating NUL). */
+const PATH_MAX_CHARS = 4095;
+
 const absolutePath = z
   .string()
+  .max(PATH_MAX_CHARS, { message: `is longer than ${PATH_MAX_CHARS} characters, the Linux limit` })
   .regex(/^\/[A-Za-z0-9_.@+\/-]*$/, {
     message: 'not an absolute path of letters, digits and "_.@+/-" (no spaces or quotes)',
   })
