@@ -190,6 +190,14 @@ function checkConnection(
 
   for (const kind of ['ike', 'esp'] as const) {
     connection[kind].forEach((proposal, index) => {
+      if (proposal.endsWith('!') && index !== connection[kind].length - 1) {
+        // ipsec.conf reads "!" only at the end of the whole comma-separated list.
+        error(
+          [...path, kind, index],
+          '"!" (strict) applies to the whole list and is only understood on the last proposal; ' +
+            'charon would drop this proposal as invalid',
+        );
+      }
       const weak = proposal
         .replace(/!$/, '')
         .split('-')
