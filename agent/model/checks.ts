@@ -5,7 +5,15 @@
  * Pure: no I/O. Checks that need the host (parent MTU, certificate files) live elsewhere.
  */
 import { WEAK_KEYWORDS } from './algorithms.js';
-import { cidrContains, cidrContainsIp, cidrsOverlap, parseCidr, parseIp, type Cidr } from './net.js';
+import {
+  cidrContains,
+  cidrContainsIp,
+  cidrsOverlap,
+  formatIp,
+  parseCidr,
+  parseIp,
+  type Cidr,
+} from './net.js';
 import type { DesiredState, SiteToSiteConnection } from './schema.js';
 
 export type Severity = 'error' | 'warning';
@@ -271,7 +279,7 @@ function checkRoadWarrior(state: DesiredState, error: Report): void {
     error,
   );
   checkDuplicates(
-    roadWarrior.clients.map((client) => parseIp(client.virtualIp)!.value.toString()),
+    roadWarrior.clients.map((client) => formatIp(parseIp(client.virtualIp)!)),
     [...path, 'clients'],
     'virtualIp',
     'virtual IP',
