@@ -1,146 +1,119 @@
 /**
- * One reconcile pass: resolve secrets -> observe -> plan -> apply -> observe again -> verify.
- * With `dryRun` it stops after planning, which is what `tunnelwarden plan` shows.
- * A pass stops at the first action that fails hard; the next pass starts from a fresh look.
+ * One reconcile pass: for each resource in order, observe -> plan -> apply; then observe again
+ * and plan again to verify. With `dryRun` it stops after planning (`tunnelwarden plan`).
+ * A resource stops at its first action that fails hard and is reported with its error, while
+ * the other resources still reconcile; the next pass starts from a fresh look.
  */
-import type { Logger } from 'pino';
-import { ErrorCode, TunnelwardenError, asTunnelwardenError } from '../errors.js';
-import { formatFinding } from '../model/load.js';
-import type { HostPaths } from '../model/paths.js';
+import { asTunnelwardenError, type TunnelwardenError } from '../errors.js';
 import type { DesiredState } from '../model/schema.js';
-import type { CommandRunner } from '../host/exec.js';
-import { sha256, type FileStore } from '../host/files.js';
-import { resolveSecrets } from '../host/secrets.js';
-import { observeIpsec } from '../observe/ipsec.js';
-import { describeAction, type Action } from '../plan/actions.js';
-import { planIpsec } from '../plan/ipsec.js';
-import { renderIpsecConf, renderIpsecSecrets } from '../plan/ipsec-render.js';
-import { applyIpsecAction, DEFAULT_IPSEC_WAITS, type IpsecWaits } from './ipsec.js';
-import type { Sleep } from './wait.js';
+import { describeAction, type ActionBase, type Resource } from '../plan/actions.js';
+import { RESOURCE_ORDER, type HostPorts, type Reconciler, type ReconcilerFactory } from './reconciler.js';
+import { RECONCILER_FACTORIES } from './reconcilers.js';
 
-export interface PassDependencies {
-  run: CommandRunner;
-  files: FileStore;
-  logger: Logger;
-  paths: HostPaths;
-  waits?: IpsecWaits;
-  sleep?: Sleep;
-  makeDirectory?: (path: string) => Promise<void>;
+export interface ResourceFailure {
+  resource: Resource;
+  error: TunnelwardenError;
 }
 
 export interface PassResult {
-  /** What the pass planned (and, unless dry, did). */
-  actions: Action[];
+  /** What the pass planned (and, unless dry, did), over all resources. */
+  actions: ActionBase[];
   /** What a plan against the host after applying still wants; empty when converged. */
-  remaining: Action[];
+  remaining: ActionBase[];
+  /** Resources that could not be planned or whose action failed. */
+  failures: ResourceFailure[];
   /** Warnings found on the way (secret file modes...), already logged. */
   warnings: string[];
 }
 
 let passCounter = 0;
 
-interface Prepared {
-  renderedConf: string;
-  renderedSecrets: string;
-  warnings: string[];
-}
-
-async function prepare(desired: DesiredState, deps: PassDependencies): Promise<Prepared> {
-  const resolution = await resolveSecrets(desired, deps.files);
-  if (!resolution.ok) {
-    throw new TunnelwardenError(
-      'invalid-config',
-      ErrorCode.secretUnreadable,
-      resolution.errors.map(formatFinding).join('\n'),
-    );
-  }
-  return {
-    renderedConf: renderIpsecConf(desired),
-    renderedSecrets: renderIpsecSecrets(desired, resolution.secrets),
-    warnings: resolution.warnings.map(formatFinding),
-  };
-}
-
-async function planAll(
-  desired: DesiredState,
-  prepared: Prepared,
-  deps: PassDependencies,
-): Promise<Action[]> {
-  const observed = await observeIpsec(deps.paths, deps.run, deps.files, deps.logger);
-  return planIpsec({
-    desired,
-    observed,
-    paths: deps.paths,
-    renderedConf: prepared.renderedConf,
-    renderedSecretsSha256: sha256(prepared.renderedSecrets),
-    renderedSecretsEntries: prepared.renderedSecrets.split('\n').filter((line) => / : /.test(line)).length,
-  });
+function ordered(factories: readonly ReconcilerFactory[]): Reconciler[] {
+  return factories
+    .map((factory) => factory())
+    .sort((a, b) => RESOURCE_ORDER.indexOf(a.resource) - RESOURCE_ORDER.indexOf(b.resource));
 }
 
 /**
- * Runs one pass. Throws TunnelwardenError when secrets cannot be resolved (nothing changed
- * then), when strongSwan is missing, or when an action fails (the pass stops there).
+ * Runs one pass over every resource. Never throws for a resource's failure: failures are in
+ * the result (and logged at error level).
  */
 export async function runPass(
   desired: DesiredState,
-  deps: PassDependencies,
-  options: { dryRun?: boolean } = {},
+  ports: HostPorts,
+  options: { dryRun?: boolean; factories?: readonly ReconcilerFactory[] } = {},
 ): Promise<PassResult> {
   passCounter += 1;
-  const logger = deps.logger.child({ pass: passCounter });
+  const logger = ports.logger.child({ pass: passCounter });
+  const passPorts = { ...ports, logger };
   const startedAt = performance.now();
-  const prepared = await prepare(desired, deps);
-  for (const warning of prepared.warnings) logger.warn({ resource: 'ipsec', reason: warning }, 'desired state warning');
-
-  const actions = await planAll(desired, prepared, deps);
-  if (options.dryRun) return { actions, remaining: actions, warnings: prepared.warnings };
-
-  const context = {
-    run: deps.run,
-    files: deps.files,
-    logger,
-    paths: deps.paths,
-    renderedSecrets: prepared.renderedSecrets,
-    waits: deps.waits ?? DEFAULT_IPSEC_WAITS,
-    sleep: deps.sleep,
-    makeDirectory: deps.makeDirectory,
+  const reconcilers = ordered(options.factories ?? RECONCILER_FACTORIES);
+  const result: PassResult = { actions: [], remaining: [], failures: [], warnings: [] };
+  const fail = (resource: Resource, thrown: unknown, action?: ActionBase) => {
+    const error = asTunnelwardenError(thrown);
+    result.failures.push({ resource, error });
+    logger.error(
+      { resource, ...(action ? { action: action.type, target: action.target } : {}), code: error.code, err: error },
+      action ? 'action failed' : 'resource could not be planned',
+    );
   };
-  for (const action of actions) {
-    const actionStartedAt = performance.now();
+
+  const applied: Reconciler[] = [];
+  for (const reconciler of reconcilers) {
+    let actions: ActionBase[];
     try {
-      await applyIpsecAction(action, context);
+      actions = await reconciler.plan(desired, passPorts);
     } catch (thrown) {
-      const error = asTunnelwardenError(thrown);
-      logger.error(
-        { ...describeAction(action), resource: action.resource, action: action.type, err: error },
-        'action failed',
-      );
-      throw error;
+      fail(reconciler.resource, thrown);
+      continue;
+    } finally {
+      for (const warning of reconciler.warnings()) {
+        result.warnings.push(warning);
+        logger.warn({ resource: reconciler.resource, reason: warning }, 'desired state warning');
+      }
     }
-    logger.info(
-      {
-        resource: action.resource,
-        action: action.type,
-        target: action.target,
-        reason: action.reason,
-        duration_ms: Math.round(performance.now() - actionStartedAt),
-      },
-      'action applied',
-    );
+    result.actions.push(...actions);
+    if (options.dryRun || actions.length === 0) continue;
+    applied.push(reconciler);
+    for (const action of actions) {
+      const actionStartedAt = performance.now();
+      try {
+        await reconciler.apply(action, passPorts);
+      } catch (thrown) {
+        fail(reconciler.resource, thrown, action);
+        break;
+      }
+      logger.info(
+        {
+          resource: action.resource,
+          action: action.type,
+          target: action.target,
+          reason: action.reason,
+          duration_ms: Math.round(performance.now() - actionStartedAt),
+        },
+        'action applied',
+      );
+    }
+  }
+  if (options.dryRun) return { ...result, remaining: result.actions };
+
+  for (const reconciler of applied) {
+    if (result.failures.some((failure) => failure.resource === reconciler.resource)) continue;
+    try {
+      result.remaining.push(...(await reconciler.plan(desired, passPorts)));
+    } catch (thrown) {
+      fail(reconciler.resource, thrown);
+    }
   }
 
-  const remaining = actions.length === 0 ? [] : await planAll(desired, prepared, deps);
   const durationMs = Math.round(performance.now() - startedAt);
-  if (remaining.length === 0) {
-    logger[actions.length === 0 ? 'debug' : 'info'](
-      { actions: actions.length, duration_ms: durationMs },
-      'pass converged',
-    );
+  const summary = { actions: result.actions.length, duration_ms: durationMs };
+  if (result.failures.length > 0) {
+    logger.error({ ...summary, failed: result.failures.map((failure) => failure.resource) }, 'pass failed');
+  } else if (result.remaining.length > 0) {
+    logger.warn({ ...summary, remaining: result.remaining.map(describeAction) }, 'pass did not converge');
   } else {
-    logger.warn(
-      { actions: actions.length, remaining: remaining.map(describeAction), duration_ms: durationMs },
-      'pass did not converge',
-    );
+    logger[result.actions.length === 0 ? 'debug' : 'info'](summary, 'pass converged');
   }
-  return { actions, remaining, warnings: prepared.warnings };
+  return result;
 }

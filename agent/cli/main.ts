@@ -13,7 +13,7 @@ import { hostFiles } from '../host/files.js';
 import { readDesiredFile } from '../host/desired-file.js';
 import { createLogger, type LogLevel } from '../log.js';
 import { describeAction, formatAction } from '../plan/actions.js';
-import { runPass } from '../apply/pass.js';
+import { runPass, type PassResult } from '../apply/pass.js';
 import { packageVersion } from './version.js';
 
 export const EXIT = { ok: 0, invalid: 1, usage: 2, notConverged: 3, failed: 4 } as const;
@@ -41,6 +41,10 @@ async function loadOrExit(path: string): Promise<DesiredState> {
     throw new ExitRequest(EXIT.invalid);
   }
   return result.state;
+}
+
+function reportFailures(failures: PassResult['failures']): void {
+  for (const { resource, error } of failures) err(`${resource}: ${error.message} [${error.code}]`);
 }
 
 function passDependencies(logLevel: LogLevel) {
@@ -87,6 +91,7 @@ function buildProgram(): Command {
     .action(async (file: string, options: { json?: boolean; logLevel: LogLevel }) => {
       const desired = await loadOrExit(file);
       const result = await runPass(desired, passDependencies(options.logLevel), { dryRun: true });
+      reportFailures(result.failures);
       if (options.json) {
         out(JSON.stringify({ actions: result.actions.map(describeAction) }, null, 2));
       } else if (result.actions.length === 0) {
@@ -94,6 +99,7 @@ function buildProgram(): Command {
       } else {
         result.actions.forEach((action, index) => out(`${index + 1}. ${formatAction(action)}`));
       }
+      if (result.failures.length > 0) throw new ExitRequest(EXIT.failed);
     });
 
   program
@@ -111,7 +117,8 @@ function buildProgram(): Command {
             {
               applied: result.actions.map(describeAction),
               remaining: result.remaining.map(describeAction),
-              converged: result.remaining.length === 0,
+              failures: result.failures.map(({ resource, error }) => ({ resource, code: error.code, message: error.message })),
+              converged: result.remaining.length === 0 && result.failures.length === 0,
             },
             null,
             2,
@@ -122,6 +129,8 @@ function buildProgram(): Command {
         result.actions.forEach((action, index) => out(`applied ${index + 1}. ${formatAction(action)}`));
         result.remaining.forEach((action) => out(`still needed: ${formatAction(action)}`));
       }
+      reportFailures(result.failures);
+      if (result.failures.length > 0) throw new ExitRequest(EXIT.failed);
       if (result.remaining.length > 0) {
         err('the host does not match the desired state yet');
         throw new ExitRequest(EXIT.notConverged);

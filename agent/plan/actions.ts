@@ -4,8 +4,18 @@
  * carry a secret's value: the secrets file is rendered again at apply time.
  */
 
-/** Which part of the host an action changes. */
-export type Resource = 'ipsec' | 'link' | 'masquerade' | 'lxd';
+/** Which part of the host an action changes, in the order a pass visits them. */
+export type Resource = 'link' | 'lxd' | 'masquerade' | 'ipsec';
+
+/** What every action of every resource has. */
+export interface ActionBase {
+  resource: Resource;
+  type: string;
+  target: string;
+  reason: string;
+  /** A short readable addition for the one-line form, e.g. "[added: a-to-b]". */
+  detail?: string;
+}
 
 /** Conn names by what happens to them when our ipsec file is rewritten. */
 export interface ConnChanges {
@@ -15,7 +25,7 @@ export interface ConnChanges {
 }
 
 export type IpsecAction =
-  | { resource: 'ipsec'; type: 'ensure-include'; target: string; line: string; reason: string }
+  | { resource: 'ipsec'; type: 'ensure-include'; target: string; line: string; reason: string; detail?: string }
   | {
       resource: 'ipsec';
       type: 'write-conf';
@@ -23,9 +33,10 @@ export type IpsecAction =
       content: string;
       changes: ConnChanges;
       reason: string;
+      detail?: string;
     }
-  | { resource: 'ipsec'; type: 'write-secrets'; target: string; entries: number; reason: string }
-  | { resource: 'ipsec'; type: 'start-strongswan'; target: 'charon'; reason: string }
+  | { resource: 'ipsec'; type: 'write-secrets'; target: string; entries: number; reason: string; detail?: string }
+  | { resource: 'ipsec'; type: 'start-strongswan'; target: 'charon'; reason: string; detail?: string }
   | {
       resource: 'ipsec';
       type: 'reload-conns';
@@ -33,32 +44,23 @@ export type IpsecAction =
       expectLoaded: string[];
       expectUnloaded: string[];
       reason: string;
+      detail?: string;
     }
-  | { resource: 'ipsec'; type: 'reread-secrets'; target: 'charon'; reason: string }
-  | { resource: 'ipsec'; type: 'terminate'; target: string; reason: string }
-  | { resource: 'ipsec'; type: 'initiate'; target: string; reason: string }
-  | { resource: 'ipsec'; type: 'await-established'; target: string; reason: string };
+  | { resource: 'ipsec'; type: 'reread-secrets'; target: 'charon'; reason: string; detail?: string }
+  | { resource: 'ipsec'; type: 'terminate'; target: string; reason: string; detail?: string }
+  | { resource: 'ipsec'; type: 'initiate'; target: string; reason: string; detail?: string }
+  | { resource: 'ipsec'; type: 'await-established'; target: string; reason: string; detail?: string };
 
-export type Action = IpsecAction;
+/** Fields left out of printed and JSON plans: bulky file contents. */
+const HIDDEN_FIELDS: ReadonlySet<string> = new Set(['content']);
 
-/** The action without bulky or sensitive fields, for printing and JSON output. */
-export function describeAction(action: Action): Record<string, unknown> {
-  if (action.type === 'write-conf') {
-    const { content: _content, ...rest } = action;
-    return rest;
-  }
-  return { ...action };
+/** The action without bulky fields, for printing and JSON output. */
+export function describeAction(action: ActionBase): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(action).filter(([key]) => !HIDDEN_FIELDS.has(key)));
 }
 
-/** One readable line: `ipsec  initiate  a-to-b  (no IKE_SA ...)`. */
-export function formatAction(action: Action): string {
-  let detail = '';
-  if (action.type === 'write-conf') {
-    const parts = (['added', 'changed', 'removed'] as const)
-      .filter((key) => action.changes[key].length > 0)
-      .map((key) => `${key}: ${action.changes[key].join(', ')}`);
-    if (parts.length > 0) detail = ` [${parts.join('; ')}]`;
-  }
-  if (action.type === 'write-secrets') detail = ` [${action.entries} entries, content not shown]`;
+/** One readable line: `ipsec initiate a-to-b: no IKE_SA`. */
+export function formatAction(action: ActionBase): string {
+  const detail = action.detail ? ` ${action.detail}` : '';
   return `${action.resource} ${action.type} ${action.target}${detail}: ${action.reason}`;
 }

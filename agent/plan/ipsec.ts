@@ -68,6 +68,13 @@ function diffSections(before: Map<string, string>, after: Map<string, string>): 
   return { added, changed, removed };
 }
 
+function describeChanges(changes: ConnChanges): string | undefined {
+  const parts = (['added', 'changed', 'removed'] as const)
+    .filter((key) => changes[key].length > 0)
+    .map((key) => `${key}: ${changes[key].join(', ')}`);
+  return parts.length > 0 ? `[${parts.join('; ')}]` : undefined;
+}
+
 function canonicalSubnets(subnets: readonly string[]): string {
   return subnets
     .map((subnet) => {
@@ -167,6 +174,7 @@ export function planIpsec(input: IpsecPlanInput): IpsecAction[] {
       type: 'write-secrets',
       target: paths.ourSecrets,
       entries: input.renderedSecretsEntries,
+      detail: `[${input.renderedSecretsEntries} entries, content not shown]`,
       reason:
         observed.ourSecretsSha256 === undefined
           ? 'file missing'
@@ -185,6 +193,7 @@ export function planIpsec(input: IpsecPlanInput): IpsecAction[] {
       target: paths.ourConf,
       content: input.renderedConf,
       changes,
+      detail: describeChanges(changes),
       reason: observed.ourConf === undefined ? 'file missing' : 'content differs from the desired conns',
     });
   }

@@ -1,0 +1,77 @@
+/**
+ * The ipsec resource as a reconciler: resolves secrets and renders both files once per pass,
+ * observes strongSwan, plans with plan/ipsec.ts and applies with apply/ipsec.ts.
+ */
+import { ErrorCode, TunnelwardenError } from '../errors.js';
+import { formatFinding } from '../model/load.js';
+import type { DesiredState } from '../model/schema.js';
+import { sha256 } from '../host/files.js';
+import { resolveSecrets } from '../host/secrets.js';
+import { observeIpsec } from '../observe/ipsec.js';
+import type { IpsecAction } from '../plan/actions.js';
+import { planIpsec } from '../plan/ipsec.js';
+import { renderIpsecConf, renderIpsecSecrets } from '../plan/ipsec-render.js';
+import { applyIpsecAction, DEFAULT_IPSEC_WAITS, type IpsecWaits } from './ipsec.js';
+import type { HostPorts, Reconciler } from './reconciler.js';
+
+interface Rendered {
+  conf: string;
+  secrets: string;
+  secretsEntries: number;
+}
+
+/** Makes the ipsec reconciler for one pass. */
+export function createIpsecReconciler(waits: IpsecWaits = DEFAULT_IPSEC_WAITS): Reconciler<IpsecAction> {
+  let rendered: Rendered | undefined;
+  const warnings: string[] = [];
+
+  async function render(desired: DesiredState, ports: HostPorts): Promise<Rendered> {
+    if (rendered) return rendered;
+    const resolution = await resolveSecrets(desired, ports.files);
+    if (!resolution.ok) {
+      throw new TunnelwardenError(
+        'invalid-config',
+        ErrorCode.secretUnreadable,
+        resolution.errors.map(formatFinding).join('; '),
+      );
+    }
+    warnings.push(...resolution.warnings.map(formatFinding));
+    const secrets = renderIpsecSecrets(desired, resolution.secrets);
+    rendered = {
+      conf: renderIpsecConf(desired),
+      secrets,
+      secretsEntries: secrets.split('\n').filter((line) => line.includes(' : ') || line.startsWith(': ')).length,
+    };
+    return rendered;
+  }
+
+  return {
+    resource: 'ipsec',
+    async plan(desired, ports) {
+      const files = await render(desired, ports);
+      const observed = await observeIpsec(ports.paths, ports.run, ports.files, ports.logger);
+      return planIpsec({
+        desired,
+        observed,
+        paths: ports.paths,
+        renderedConf: files.conf,
+        renderedSecretsSha256: sha256(files.secrets),
+        renderedSecretsEntries: files.secretsEntries,
+      });
+    },
+    async apply(action, ports) {
+      if (!rendered) throw new Error('ipsec apply before plan');
+      await applyIpsecAction(action, {
+        run: ports.run,
+        files: ports.files,
+        logger: ports.logger,
+        paths: ports.paths,
+        renderedSecrets: rendered.secrets,
+        waits,
+        sleep: ports.sleep,
+        makeDirectory: ports.makeDirectory,
+      });
+    },
+    warnings: () => [...warnings],
+  };
+}
