@@ -71,7 +71,8 @@ const HOSTILE: Record<string, string> = {
   'a right-to-left mark': 'a\u200Fb',
 };
 
-const CONN_NAME = 'not a safe connection name (a letter, then up to 47 letters, digits, "_" or "-")';
+const CONN_NAME =
+  'not a safe connection name (a letter, then up to 47 letters, digits, "_" or "-")';
 const IKE_ID =
   'not a safe IKE identity (an IP address, FQDN, @fqdn or user@fqdn of letters, digits and ' +
   '"@._:+-", or %any)';
@@ -264,21 +265,28 @@ const SECRET_REJECTED: Record<string, string> = {
 };
 
 for (const field of SECRET_FIELDS) {
-  t.test(`${field.what} rejects only what ipsec.secrets cannot quote, at ${field.path}`, async (t) => {
-    for (const [label, value] of Object.entries(HOSTILE)) {
-      const rejected = SECRET_REJECTED[label];
-      const result = loadDesiredState(JSON.stringify(edited(field.example, (d) => field.set(d, value))));
-      if (rejected !== undefined) {
-        t.same(lines(result).errors, [`error: ${field.path}: ${rejected}`], label);
-        continue;
+  t.test(
+    `${field.what} rejects only what ipsec.secrets cannot quote, at ${field.path}`,
+    async (t) => {
+      for (const [label, value] of Object.entries(HOSTILE)) {
+        const rejected = SECRET_REJECTED[label];
+        const result = loadDesiredState(
+          JSON.stringify(edited(field.example, (d) => field.set(d, value))),
+        );
+        if (rejected !== undefined) {
+          t.same(lines(result).errors, [`error: ${field.path}: ${rejected}`], label);
+          continue;
+        }
+        t.same(lines(result), { errors: [], warnings: [] }, `${label} is accepted`);
       }
-      t.same(lines(result), { errors: [], warnings: [] }, `${label} is accepted`);
-    }
-  });
+    },
+  );
 
   t.test(`${field.what} is kept byte for byte when accepted`, async (t) => {
     const secret = ` sp'a#c%e;$(x)\`y\` grüße 😀 \u200F `;
-    const result = loadDesiredState(JSON.stringify(edited(field.example, (d) => field.set(d, secret))));
+    const result = loadDesiredState(
+      JSON.stringify(edited(field.example, (d) => field.set(d, secret))),
+    );
     if (!result.ok) return t.fail(`rejected: ${lines(result).errors.join('; ')}`);
     const stored =
       field.example === 'site-a'
@@ -287,26 +295,30 @@ for (const field of SECRET_FIELDS) {
     t.same(stored, { value: secret });
   });
 
-  t.test(`${field.what} that is empty, too long or holds a control character is rejected`, async (t) => {
-    const cases: [string, string, string][] = [
-      ['empty', '', 'is empty'],
-      ['1025 characters', 'x'.repeat(1025), 'is longer than 1024 characters'],
-      ['a tab', 'a\tb', SECRET_REJECTED['a newline']!],
-      ['a carriage return', 'a\rb', SECRET_REJECTED['a newline']!],
-      ['a NUL', 'a\u0000b', SECRET_REJECTED['a newline']!],
-      ['a DEL', 'a\u007fb', SECRET_REJECTED['a newline']!],
-    ];
-    for (const [label, value, message] of cases) {
-      const document = edited(field.example, (d) => field.set(d, value));
-      t.same(load(document).errors, [`error: ${field.path}: ${message}`], label);
-    }
-    const longest = edited(field.example, (d) => field.set(d, 'x'.repeat(1024)));
-    t.same(load(longest).errors, [], '1024 characters are accepted');
-  });
+  t.test(
+    `${field.what} that is empty, too long or holds a control character is rejected`,
+    async (t) => {
+      const cases: [string, string, string][] = [
+        ['empty', '', 'is empty'],
+        ['1025 characters', 'x'.repeat(1025), 'is longer than 1024 characters'],
+        ['a tab', 'a\tb', SECRET_REJECTED['a newline']!],
+        ['a carriage return', 'a\rb', SECRET_REJECTED['a newline']!],
+        ['a NUL', 'a\u0000b', SECRET_REJECTED['a newline']!],
+        ['a DEL', 'a\u007fb', SECRET_REJECTED['a newline']!],
+      ];
+      for (const [label, value, message] of cases) {
+        const document = edited(field.example, (d) => field.set(d, value));
+        t.same(load(document).errors, [`error: ${field.path}: ${message}`], label);
+      }
+      const longest = edited(field.example, (d) => field.set(d, 'x'.repeat(1024)));
+      t.same(load(longest).errors, [], '1024 characters are accepted');
+    },
+  );
 }
 
 t.test('charondebug with a line break is rejected; spaces and tabs are fine', async (t) => {
-  const message = 'error: ipsec.setup.charondebug: not a charondebug list such as "ike 1, knl 1, cfg 0"';
+  const message =
+    'error: ipsec.setup.charondebug: not a charondebug list such as "ike 1, knl 1, cfg 0"';
   for (const value of ['ike 1\n', '\nike 1', 'ike\n1', 'ike 1,\nknl 1', 'ike\u00a01', 'ike 1\r']) {
     const document = edited('site-a', (d) => (d.ipsec.setup.charondebug = value));
     t.same(load(document).errors, [message], JSON.stringify(value));
@@ -360,16 +372,23 @@ t.test('a site-to-site conn named like a road-warrior conn is an error', async (
 });
 
 t.test('two road-warrior clients with the same EAP identity are an error', async (t) => {
-  const document = edited('roadwarrior', (d) => (d.ipsec.roadWarrior.clients[1].eapId = 'client_a'));
+  const document = edited(
+    'roadwarrior',
+    (d) => (d.ipsec.roadWarrior.clients[1].eapId = 'client_a'),
+  );
   t.same(load(document).errors, [
-    'error: ipsec.roadWarrior.clients[1].eapId: EAP identity "client_a" is already defined at index 0',
+    'error: ipsec.roadWarrior.clients[1].eapId: EAP identity "client_a" is already defined at ' +
+      'index 0',
     'error: ipsec.roadWarrior.clients[1].eapId: connection name derived from EAP identity ' +
       '"ikev2-vpn-client_a" is already defined at index 0',
   ]);
 });
 
 t.test('EAP identities that differ but give the same conn name are an error', async (t) => {
-  const document = edited('roadwarrior', (d) => (d.ipsec.roadWarrior.clients[1].eapId = 'client.a'));
+  const document = edited(
+    'roadwarrior',
+    (d) => (d.ipsec.roadWarrior.clients[1].eapId = 'client.a'),
+  );
   t.same(load(document).errors, [
     'error: ipsec.roadWarrior.clients[1].eapId: connection name derived from EAP identity ' +
       '"ikev2-vpn-client_a" is already defined at index 0',
@@ -388,22 +407,31 @@ t.test('two road-warrior clients with the same virtual IP are an error', async (
   ]);
 });
 
-t.test('a virtual IP outside the pool, or its network or broadcast address, is an error', async (t) => {
-  const outside = edited('roadwarrior', (d) => (d.ipsec.roadWarrior.clients[0].virtualIp = '10.10.11.2'));
-  t.same(load(outside).errors, [
-    'error: ipsec.roadWarrior.clients[0].virtualIp: is outside the virtual IP pool 10.10.10.0/24',
-  ]);
-  const edges = edited('roadwarrior', (d) => {
-    d.ipsec.roadWarrior.clients[0].virtualIp = '10.10.10.0';
-    d.ipsec.roadWarrior.clients[1].virtualIp = '10.10.10.255';
-  });
-  t.same(load(edges).errors, [
-    'error: ipsec.roadWarrior.clients[0].virtualIp: is the network or broadcast address',
-    'error: ipsec.roadWarrior.clients[1].virtualIp: is the network or broadcast address',
-  ]);
-  const lastUsable = edited('roadwarrior', (d) => (d.ipsec.roadWarrior.clients[1].virtualIp = '10.10.10.254'));
-  t.same(load(lastUsable).errors, [], 'the last usable address is fine');
-});
+t.test(
+  'a virtual IP outside the pool, or its network or broadcast address, is an error',
+  async (t) => {
+    const outside = edited(
+      'roadwarrior',
+      (d) => (d.ipsec.roadWarrior.clients[0].virtualIp = '10.10.11.2'),
+    );
+    t.same(load(outside).errors, [
+      'error: ipsec.roadWarrior.clients[0].virtualIp: is outside the virtual IP pool 10.10.10.0/24',
+    ]);
+    const edges = edited('roadwarrior', (d) => {
+      d.ipsec.roadWarrior.clients[0].virtualIp = '10.10.10.0';
+      d.ipsec.roadWarrior.clients[1].virtualIp = '10.10.10.255';
+    });
+    t.same(load(edges).errors, [
+      'error: ipsec.roadWarrior.clients[0].virtualIp: is the network or broadcast address',
+      'error: ipsec.roadWarrior.clients[1].virtualIp: is the network or broadcast address',
+    ]);
+    const lastUsable = edited(
+      'roadwarrior',
+      (d) => (d.ipsec.roadWarrior.clients[1].virtualIp = '10.10.10.254'),
+    );
+    t.same(load(lastUsable).errors, [], 'the last usable address is fine');
+  },
+);
 
 t.test('a probe target outside the remote subnets is an error', async (t) => {
   const document = edited('site-a', (d) => (d.ipsec.connections[0].probe.target = '10.3.0.1'));
@@ -419,7 +447,11 @@ t.test('a probe target outside the remote subnets is an error', async (t) => {
 t.test('VLAN ids outside 1 to 4094 are an error; the ends of the range are fine', async (t) => {
   for (const vlanId of [0, 4095, -1, 65536]) {
     const document = edited('site-a', (d) => (d.transit.vlanId = vlanId));
-    t.same(load(document).errors, ['error: transit.vlanId: VLAN ids run from 1 to 4094'], `${vlanId}`);
+    t.same(
+      load(document).errors,
+      ['error: transit.vlanId: VLAN ids run from 1 to 4094'],
+      `${vlanId}`,
+    );
   }
   for (const vlanId of [1, 4094]) {
     const document = edited('site-a', (d) => (d.transit.vlanId = vlanId));
@@ -433,7 +465,9 @@ t.test('a VLAN id without a parent, or a parent without a VLAN id, is an error',
     'error: transit.parent: a VLAN id needs the parent interface it is tagged on',
   ]);
   const noVlanId = edited('site-a', (d) => delete d.transit.vlanId);
-  t.same(load(noVlanId).errors, ['error: transit.vlanId: a parent interface is given but no VLAN id']);
+  t.same(load(noVlanId).errors, [
+    'error: transit.vlanId: a parent interface is given but no VLAN id',
+  ]);
 });
 
 t.test('a gateway outside the transit address needs onLink', async (t) => {
@@ -451,7 +485,9 @@ t.test('a gateway outside the transit address needs onLink', async (t) => {
 
 t.test('a subnet with host bits set is an error naming the subnet', async (t) => {
   const site = edited('site-a', (d) => (d.site.subnets = ['10.1.0.1/16']));
-  t.same(load(site).errors, ['error: site.subnets[0]: host bits are set; write the network address']);
+  t.same(load(site).errors, [
+    'error: site.subnets[0]: host bits are set; write the network address',
+  ]);
   const remote = edited('site-a', (d) => (d.ipsec.connections[0].remote.subnets = ['10.2.0.1/16']));
   t.same(load(remote).errors, [
     'error: ipsec.connections[0].remote.subnets[0]: host bits are set; write the network address',
@@ -459,9 +495,13 @@ t.test('a subnet with host bits set is an error naming the subnet', async (t) =>
 });
 
 t.test('a misspelt algorithm keyword is an error naming the keyword', async (t) => {
-  const document = edited('site-a', (d) => (d.ipsec.connections[0].ike = ['aes256-sha265-modp2048']));
+  const document = edited(
+    'site-a',
+    (d) => (d.ipsec.connections[0].ike = ['aes256-sha265-modp2048']),
+  );
   t.same(load(document).errors, [
-    'error: ipsec.connections[0].ike[0]: "aes256-sha265-modp2048": unknown algorithm keyword "sha265"',
+    'error: ipsec.connections[0].ike[0]: "aes256-sha265-modp2048": unknown algorithm keyword ' +
+      '"sha265"',
   ]);
 });
 
@@ -480,7 +520,10 @@ t.test('a strict "!" is only accepted on the last proposal of a list', async (t)
     'error: ipsec.connections[0].esp[0]: "!" (strict) applies to the whole list and is only ' +
       'understood on the last proposal; charon would drop this proposal as invalid',
   ]);
-  const last = edited('site-a', (d) => (d.ipsec.connections[0].esp = ['aes256gcm16', 'aes128gcm16!']));
+  const last = edited(
+    'site-a',
+    (d) => (d.ipsec.connections[0].esp = ['aes256gcm16', 'aes128gcm16!']),
+  );
   t.same(load(last).errors, []);
 });
 
@@ -493,10 +536,14 @@ t.test('text that is not JSON is an error on the whole document', async (t) => {
 
 t.test('an empty or blank file is an error, not an empty desired state', async (t) => {
   for (const text of ['', ' \n\t\n']) {
-    t.same(lines(loadDesiredState(text)), {
-      errors: ['error: (document): is empty'],
-      warnings: [],
-    }, JSON.stringify(text));
+    t.same(
+      lines(loadDesiredState(text)),
+      {
+        errors: ['error: (document): is empty'],
+        warnings: [],
+      },
+      JSON.stringify(text),
+    );
   }
 });
 
@@ -538,22 +585,30 @@ t.test('a secret that is neither {value} nor {file} is an error on the secret', 
   ];
   for (const [label, psk] of forms) {
     const document = edited('site-a', (d) => (d.ipsec.connections[0].psk = psk));
-    t.same(load(document).errors, [
-      'error: ipsec.connections[0].psk: matches none of the allowed forms (for a secret: ' +
-        '{"value": "..."} or {"file": "/path"})',
-    ], label);
+    t.same(
+      load(document).errors,
+      [
+        'error: ipsec.connections[0].psk: matches none of the allowed forms (for a secret: ' +
+          '{"value": "..."} or {"file": "/path"})',
+      ],
+      label,
+    );
   }
 });
 
 t.test('weak algorithms are warned about, and the document stays valid', async (t) => {
-  const modp1024 = edited('site-a', (d) => (d.ipsec.connections[0].ike = ['aes256-sha256-modp1024']));
+  const modp1024 = edited(
+    'site-a',
+    (d) => (d.ipsec.connections[0].ike = ['aes256-sha256-modp1024']),
+  );
   t.same(load(modp1024), {
     errors: [],
-    warnings: [
-      'warning: ipsec.connections[0].ike[0]: "aes256-sha256-modp1024" uses weak modp1024',
-    ],
+    warnings: ['warning: ipsec.connections[0].ike[0]: "aes256-sha256-modp1024" uses weak modp1024'],
   });
-  const sha1 = edited('site-a', (d) => (d.ipsec.connections[0].esp = ['aes128-sha256', 'aes256-sha1']));
+  const sha1 = edited(
+    'site-a',
+    (d) => (d.ipsec.connections[0].esp = ['aes128-sha256', 'aes256-sha1']),
+  );
   t.same(load(sha1), {
     errors: [],
     warnings: ['warning: ipsec.connections[0].esp[1]: "aes256-sha1" uses weak sha1'],

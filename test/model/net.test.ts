@@ -217,7 +217,11 @@ t.test('containment needs the inner prefix wholly inside the outer one', async (
     'same start, inner longer',
   );
   t.equal(cidrContains(cidr('10.0.1.0/24'), cidr('10.0.0.0/23')), false, 'same end, inner longer');
-  t.equal(cidrContains(cidr('::/0'), cidr('10.0.0.0/8')), false, 'families never contain each other');
+  t.equal(
+    cidrContains(cidr('::/0'), cidr('10.0.0.0/8')),
+    false,
+    'families never contain each other',
+  );
 });
 
 t.test('an address is inside a prefix from its network to its last address', async (t) => {

@@ -42,7 +42,9 @@ function departures(value: unknown, schema: JsonSchema, path: string): string[] 
   }
   if (Array.isArray(value)) {
     const items = schema.items;
-    return items ? value.flatMap((item, index) => departures(item, items, `${path}[${index}]`)) : [];
+    return items
+      ? value.flatMap((item, index) => departures(item, items, `${path}[${index}]`))
+      : [];
   }
   if (value !== null && typeof value === 'object') {
     return Object.entries(value).flatMap(([key, child]) => {

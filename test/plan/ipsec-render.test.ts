@@ -58,7 +58,8 @@ function golden(file: string, actual: string): { expected: string; message: stri
     mkdirSync(GOLDEN_DIR, { recursive: true });
     writeFileSync(url, actual);
   }
-  const message = `differs from test/fixtures/golden/${file}; if the change is meant, ${REGENERATE}`;
+  const message =
+    `differs from test/fixtures/golden/${file}; if the change is meant, ${REGENERATE}`;
   try {
     return { expected: readFileSync(url, 'utf8'), message };
   } catch {
@@ -86,7 +87,11 @@ function strongswanSecret(line: string): { ids: string; type: string; secret: st
   if (!quoted.startsWith('"')) return undefined;
   const close = quoted.indexOf('"', 1);
   if (close < 0 || quoted.slice(close + 1).trim() !== '') return undefined;
-  return { ids: line.slice(0, separator), type: rest.slice(0, typeEnd), secret: quoted.slice(1, close) };
+  return {
+    ids: line.slice(0, separator),
+    type: rest.slice(0, typeEnd),
+    secret: quoted.slice(1, close),
+  };
 }
 
 /** Turns a JSON document's key order around at every level. */
@@ -128,12 +133,15 @@ t.test('the road-warrior example renders to its golden ipsec.conf and ipsec.secr
   }
 });
 
-t.test('secretFields lists every secret of the examples under the paths the renderer reads', async (t) => {
-  for (const name of ['site-a', 'site-b', 'roadwarrior']) {
-    const paths = secretFields(example(name)).map((field) => field.path);
-    t.same(paths, [...TEST_SECRETS[name]!.keys()], name);
-  }
-});
+t.test(
+  'secretFields lists every secret of the examples under the paths the renderer reads',
+  async (t) => {
+    for (const name of ['site-a', 'site-b', 'roadwarrior']) {
+      const paths = secretFields(example(name)).map((field) => field.path);
+      t.same(paths, [...TEST_SECRETS[name]!.keys()], name);
+    }
+  },
+);
 
 t.test('rendering is deterministic, whatever the key order of the document', async (t) => {
   for (const name of ['site-a', 'site-b', 'roadwarrior']) {
@@ -157,17 +165,20 @@ t.test('both files start with the managed-file header and end with one newline',
   }
 });
 
-t.test('a secret with "#", "\'", spaces and unicode is rendered inside double quotes intact', async (t) => {
-  const state = example('site-a');
-  const secret = " it's # not a comment; $(x) `y` grüße 😀 \u200F ";
-  const text = renderIpsecSecrets(state, new Map([[pskPath(0), secret]]));
-  t.equal(text, `${MANAGED_HEADER}\n172.16.0.18 172.16.0.2 : PSK "${secret}"\n`);
-  t.same(strongswanSecret(text.split('\n')[1]!), {
-    ids: '172.16.0.18 172.16.0.2',
-    type: 'PSK',
-    secret,
-  });
-});
+t.test(
+  'a secret with "#", "\'", spaces and unicode is rendered inside double quotes intact',
+  async (t) => {
+    const state = example('site-a');
+    const secret = " it's # not a comment; $(x) `y` grüße 😀 \u200F ";
+    const text = renderIpsecSecrets(state, new Map([[pskPath(0), secret]]));
+    t.equal(text, `${MANAGED_HEADER}\n172.16.0.18 172.16.0.2 : PSK "${secret}"\n`);
+    t.same(strongswanSecret(text.split('\n')[1]!), {
+      ids: '172.16.0.18 172.16.0.2',
+      type: 'PSK',
+      secret,
+    });
+  },
+);
 
 t.test('every secret the schema accepts survives the trip through ipsec.secrets', async (t) => {
   const state = example('roadwarrior');
@@ -230,8 +241,16 @@ t.test('renderedConnNames names exactly the conn sections of the file, in order'
   const cases: [string, DesiredState, string[]][] = [
     ['site-a', example('site-a'), ['a-to-b']],
     ['site-b', example('site-b'), ['b-to-a']],
-    ['roadwarrior', example('roadwarrior'), ['ikev2-vpn', 'ikev2-vpn-client_a', 'ikev2-vpn-client_b']],
-    ['site-to-site and road warrior', both, ['a-to-b', 'ikev2-vpn', 'ikev2-vpn-client_a', 'ikev2-vpn-client_b']],
+    [
+      'roadwarrior',
+      example('roadwarrior'),
+      ['ikev2-vpn', 'ikev2-vpn-client_a', 'ikev2-vpn-client_b'],
+    ],
+    [
+      'site-to-site and road warrior',
+      both,
+      ['a-to-b', 'ikev2-vpn', 'ikev2-vpn-client_a', 'ikev2-vpn-client_b'],
+    ],
   ];
   for (const [label, state, names] of cases) {
     t.same(renderedConnNames(state), names, `${label}: names`);
@@ -240,7 +259,9 @@ t.test('renderedConnNames names exactly the conn sections of the file, in order'
 });
 
 t.test('a state without ipsec renders files holding only the header', async (t) => {
-  const state = stateOf(JSON.stringify({ version: 1, site: { name: 's', subnets: ['10.9.0.0/16'] } }));
+  const state = stateOf(
+    JSON.stringify({ version: 1, site: { name: 's', subnets: ['10.9.0.0/16'] } }),
+  );
   t.equal(renderIpsecConf(state), `${MANAGED_HEADER}\n`);
   t.equal(renderIpsecSecrets(state, new Map()), `${MANAGED_HEADER}\n`);
   t.same(renderedConnNames(state), []);
@@ -255,13 +276,16 @@ t.test('several subnets are one comma-separated list, each as its network addres
   t.match(conf, /^\trightsubnet=10\.2\.0\.0\/16,fd00:2::\/64$/m);
 });
 
-t.test('every line of the rendered examples is a header, a section start or a setting', async (t) => {
-  const line =
-    /^(|# .*|config setup|conn [A-Za-z][A-Za-z0-9_-]*|\t[a-z_]+=[^\s"#]+|\t[a-z_]+="[^"\n]*")$/;
-  for (const name of ['site-a', 'site-b', 'roadwarrior']) {
-    const stray = renderIpsecConf(example(name))
-      .split('\n')
-      .filter((text) => !line.test(text));
-    t.same(stray, [], name);
-  }
-});
+t.test(
+  'every line of the rendered examples is a header, a section start or a setting',
+  async (t) => {
+    const line =
+      /^(|# .*|config setup|conn [A-Za-z][A-Za-z0-9_-]*|\t[a-z_]+=[^\s"#]+|\t[a-z_]+="[^"\n]*")$/;
+    for (const name of ['site-a', 'site-b', 'roadwarrior']) {
+      const stray = renderIpsecConf(example(name))
+        .split('\n')
+        .filter((text) => !line.test(text));
+      t.same(stray, [], name);
+    }
+  },
+);
