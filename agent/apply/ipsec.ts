@@ -11,7 +11,7 @@ import { ErrorCode, TunnelwardenError } from '../errors.js';
 import type { HostPaths } from '../model/paths.js';
 import type { CommandRunner } from '../host/exec.js';
 import type { FileStore } from '../host/files.js';
-import { parseStrokeStatus } from '../observe/parse/stroke.js';
+import { readStrokeStatus } from '../observe/ipsec.js';
 import type { StrongswanStatus } from '../observe/parse/types.js';
 import type { IpsecAction } from '../plan/actions.js';
 import { CONF_FILE_MODE, SECRETS_FILE_MODE } from '../plan/ipsec.js';
@@ -51,10 +51,7 @@ const defaultMakeDirectory = async (path: string) => {
   await mkdir(path, { recursive: true, mode: 0o755 });
 };
 
-async function readStatus(run: CommandRunner): Promise<StrongswanStatus | undefined> {
-  const result = await run(['ipsec', 'statusall'], { allowFailure: true });
-  return result.exitCode === 0 ? parseStrokeStatus(result.stdout) : undefined;
-}
+const readStatus = readStrokeStatus;
 
 function isUp(status: StrongswanStatus, name: string): boolean {
   return status.ikeSas.some(

@@ -44,6 +44,18 @@ const emptyStatus: StrongswanStatus = {
   ikeSas: [],
 };
 
+/**
+ * Runs `ipsec statusall` and parses it; undefined when charon does not answer. The exit code
+ * alone is not enough: the `ipsec` script exits 0 while starter lives even when charon's
+ * stroke socket is not there yet, so the output itself must show charon answered.
+ * Throws TunnelwardenError commandMissing when the `ipsec` command is not installed.
+ */
+export async function readStrokeStatus(run: CommandRunner): Promise<StrongswanStatus | undefined> {
+  const result = await run(['ipsec', 'statusall'], { allowFailure: true });
+  const answered = result.exitCode === 0 && /^Security Associations \(/m.test(result.stdout);
+  return answered ? parseStrokeStatus(result.stdout) : undefined;
+}
+
 /** Observes the strongSwan side of the host. Throws only on unexpected I/O failures. */
 export async function observeIpsec(
   paths: HostPaths,
@@ -63,9 +75,9 @@ export async function observeIpsec(
   let charonRunning = false;
   let status = emptyStatus;
   try {
-    const result = await run(['ipsec', 'statusall'], { allowFailure: true });
-    charonRunning = result.exitCode === 0;
-    if (charonRunning) status = parseStrokeStatus(result.stdout);
+    const answered = await readStrokeStatus(run);
+    charonRunning = answered !== undefined;
+    status = answered ?? emptyStatus;
   } catch (thrown) {
     if (!(thrown instanceof TunnelwardenError && thrown.code === ErrorCode.commandMissing)) throw thrown;
     installed = false;
