@@ -192,6 +192,17 @@ function checkConnection(
       }
     });
   });
+  if (connection.keyexchange === 'ikev1') {
+    for (const side of ['local', 'remote'] as const) {
+      if (connection[side].subnets.length > 1) {
+        error(
+          [...path, side, 'subnets'],
+          'IKEv1 negotiates one subnet pair per conn; with several, strongSwan silently uses ' +
+            'only the first (use IKEv2, or one connection per subnet)',
+        );
+      }
+    }
+  }
   if (connection.local.address === connection.remote.address) {
     error([...path, 'remote', 'address'], 'is the same as the local address');
   }

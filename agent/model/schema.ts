@@ -188,7 +188,7 @@ const lxd = z.strictObject({
 const charonDebug = z
   .string()
   .regex(
-    /^[ \t]*(dmn|mgr|ike|chd|job|cfg|knl|net|asn|enc|lib|esp|tls|tnc|imc|imv|pts|app|any)[ \t]+-?[0-4]([ \t]*,[ \t]*(dmn|mgr|ike|chd|job|cfg|knl|net|asn|enc|lib|esp|tls|tnc|imc|imv|pts|app|any)[ \t]+-?[0-4])*[ \t]*$/,
+    /^[ \t]*(dmn|mgr|ike|chd|job|cfg|knl|net|asn|enc|lib|esp|tls|tnc|imc|imv|pts|app|any)[ \t]+(-1|[0-4])([ \t]*,[ \t]*(dmn|mgr|ike|chd|job|cfg|knl|net|asn|enc|lib|esp|tls|tnc|imc|imv|pts|app|any)[ \t]+(-1|[0-4]))*[ \t]*$/,
     { message: 'not a charondebug list such as "ike 1, knl 1, cfg 0"' },
   );
 

@@ -7,7 +7,7 @@
  *   4. re-establish initiated conns whose SAs carry stale traffic selectors, initiate missing
  */
 import { ErrorCode, TunnelwardenError } from '../errors.js';
-import { formatCidrNetwork, parseCidr } from '../model/net.js';
+import { formatCidrNetwork, parseCidr, parseIp } from '../model/net.js';
 import type { HostPaths } from '../model/paths.js';
 import type { DesiredState, SiteToSiteConnection } from '../model/schema.js';
 import type { IpsecObservation } from '../observe/ipsec.js';
@@ -95,12 +95,19 @@ function selectorsMatch(
   );
 }
 
+/** Addresses compare by value ("FE80::1" is "fe80::1"); names and %any as written. */
+function sameAddress(a: string, b: string): boolean {
+  const left = parseIp(a);
+  const right = parseIp(b);
+  return left && right ? left.family === right.family && left.value === right.value : a === b;
+}
+
 /** Why charon's loaded copy of a site-to-site conn differs from the desired one, if it does. */
 function loadedStaleness(loaded: LoadedConn, connection: SiteToSiteConnection): string | undefined {
-  if (loaded.localAddress !== connection.local.address) {
+  if (!sameAddress(loaded.localAddress, connection.local.address)) {
     return `loaded with local address ${loaded.localAddress}, want ${connection.local.address}`;
   }
-  if (loaded.remoteAddress !== connection.remote.address) {
+  if (!sameAddress(loaded.remoteAddress, connection.remote.address)) {
     return `loaded with remote address ${loaded.remoteAddress}, want ${connection.remote.address}`;
   }
   const child = loaded.children.find((candidate) => candidate.name === connection.name);

@@ -323,6 +323,10 @@ t.test('charondebug with a line break is rejected; spaces and tabs are fine', as
     const document = edited('site-a', (d) => (d.ipsec.setup.charondebug = value));
     t.same(load(document).errors, [message], JSON.stringify(value));
   }
+  for (const value of ['ike -2', 'ike 5', 'knl -4']) {
+    const document = edited('site-a', (d) => (d.ipsec.setup.charondebug = value));
+    t.same(load(document).errors, [message], `level out of -1..4: ${JSON.stringify(value)}`);
+  }
   for (const value of ['ike 2,knl\t1', ' ike -1 ', 'any 0']) {
     const document = edited('site-a', (d) => (d.ipsec.setup.charondebug = value));
     t.same(load(document).errors, [], JSON.stringify(value));
@@ -337,6 +341,20 @@ t.test('a remote subnet overlapping a local one is an error on the remote subnet
     'error: ipsec.connections[0].remote.subnets[1]: overlaps local subnet 10.1.0.0/16 ' +
       '(local.subnets[0]); traffic between them could not be routed through the tunnel',
   ]);
+});
+
+t.test('IKEv1 with several subnets on a side is an error on that side', async (t) => {
+  const document = edited('site-a', (d) => {
+    d.ipsec.connections[0].keyexchange = 'ikev1';
+    d.ipsec.connections[0].local.subnets = ['10.1.0.0/16', '10.5.0.0/16'];
+  });
+  t.same(load(document).errors, [
+    'error: ipsec.connections[0].local.subnets: IKEv1 negotiates one subnet pair per conn; ' +
+      'with several, strongSwan silently uses only the first (use IKEv2, or one connection ' +
+      'per subnet)',
+  ]);
+  const single = edited('site-a', (d) => (d.ipsec.connections[0].keyexchange = 'ikev1'));
+  t.same(load(single).errors, []);
 });
 
 t.test('overlapping subnets within one list are an error on the later one', async (t) => {

@@ -255,3 +255,15 @@ t.test('connSections reads conn sections and ignores comments and config setup',
   ]);
   t.same([...connSections(undefined).keys()], []);
 });
+
+t.test('a loaded address spelt differently is the same address, not a stale conn', async (t) => {
+  const desired = example('site-a.json', (document) => {
+    document.ipsec.connections[0].remote.address = '2001:DB8:0::2';
+    delete document.ipsec.connections[0].remote.id;
+  });
+  const observed = convergedA(desired);
+  observed.status.connections[0]!.remoteAddress = '2001:db8::2';
+  t.same(plan(desired, observed), []);
+  observed.status.connections[0]!.remoteAddress = '2001:db8::3';
+  t.match(plan(desired, observed)[0]?.reason, /loaded with remote address 2001:db8::3, want 2001:DB8:0::2/);
+});
