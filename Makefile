@@ -10,3 +10,10 @@ node_modules: package-lock.json
 
 test:
 	bash test/run.sh
+
+demo: build
+	bash test/install-deps.sh
+	node --import tsx test/lab/demo.ts
+
+demo-clean: node_modules
+	node --import tsx test/lab/demo.ts clean
