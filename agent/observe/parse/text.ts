@@ -53,8 +53,8 @@ export function parseDurationSeconds(text: string | undefined): number | undefin
   return Number.isSafeInteger(seconds) ? seconds : undefined;
 }
 
-/** Splits a space-separated traffic-selector list ("10.1.0.0/16 10.5.0.0/24"); [] when blank. */
-export function splitSelectors(text: string): string[] {
+/** Splits a space-separated list ("10.1.0.0/16 10.5.0.0/24", plugin names); [] when blank. */
+export function splitWords(text: string): string[] {
   return text.split(/\s+/).filter((selector) => selector.length > 0);
 }
 

@@ -41,7 +41,7 @@ export type ChildSaState =
   | 'DESTROYING'
   | 'UNKNOWN';
 
-/** One CHILD_SA (or a ROUTED trap entry), as `ipsec status[all]` or `swanctl --list-sas` show it. */
+/** A CHILD_SA (or ROUTED trap entry) as `ipsec status[all]` or `swanctl --list-sas` show it. */
 export interface ChildSa {
   /** CHILD_SA name: the conn name for ipsec.conf connections. */
   conn: string;
@@ -122,7 +122,7 @@ export interface LoadedConn {
   children: LoadedChild[];
 }
 
-/** Everything `ipsec status` or `ipsec statusall` prints; statusall-only parts stay empty otherwise. */
+/** What `ipsec status` or `ipsec statusall` prints; statusall-only parts stay empty otherwise. */
 export interface StrongswanStatus {
   /** strongSwan version from the statusall header, e.g. `5.9.8`. */
   version?: string;
@@ -148,7 +148,7 @@ export interface SwanctlPolicy {
   remoteTs: string[];
 }
 
-/** One kernel SA from `ip [-s] xfrm state`. Keys are dropped while parsing and never appear here. */
+/** A kernel SA from `ip [-s] xfrm state`. Keys are dropped while parsing and never kept here. */
 export interface XfrmState {
   src: string;
   dst: string;
