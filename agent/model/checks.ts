@@ -261,11 +261,12 @@ function checkConnection(
     if (!connection.remote.subnets.some((subnet) => cidrContainsIp(cidr(subnet), target))) {
       error([...path, 'probe', 'target'], 'is not inside any remote subnet of this connection');
     }
-    if (probe.source !== undefined) {
-      const source = parseIp(probe.source)!;
-      if (!connection.local.subnets.some((subnet) => cidrContainsIp(cidr(subnet), source))) {
-        error([...path, 'probe', 'source'], 'is not inside any local subnet of this connection');
-      }
+    const source = parseIp(probe.source)!;
+    if (!connection.local.subnets.some((subnet) => cidrContainsIp(cidr(subnet), source))) {
+      error([...path, 'probe', 'source'], 'is not inside any local subnet of this connection');
+    }
+    if (probe.timeoutMs > probe.intervalMs) {
+      error([...path, 'probe', 'timeoutMs'], 'is longer than probe.intervalMs');
     }
   }
 }

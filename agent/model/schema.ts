@@ -206,9 +206,30 @@ const dpd = z.strictObject({
 
 const probe = z.strictObject({
   target: ipAddress.meta({ description: 'An address in the remote subnets to ping.' }),
-  source: ipAddress.optional().meta({ description: 'Local-subnet source address.' }),
-  intervalSeconds: z.number().int().min(1).max(3600).default(5),
-  lossThreshold: z.number().int().min(1).max(100).default(3),
+  source: ipAddress.meta({
+    description: 'Source address inside the local subnets, present on this host.',
+  }),
+  intervalMs: z
+    .number()
+    .int()
+    .min(200)
+    .max(3_600_000)
+    .default(1000)
+    .meta({ description: 'How often the daemon probes.' }),
+  timeoutMs: z
+    .number()
+    .int()
+    .min(100)
+    .max(10_000)
+    .default(500)
+    .meta({ description: 'How long one probe waits for its reply.' }),
+  lossThreshold: z
+    .number()
+    .int()
+    .min(1)
+    .max(100)
+    .default(2)
+    .meta({ description: 'Lost probes in a row that make the tunnel count as dead.' }),
 });
 
 const siteToSite = z.strictObject({

@@ -112,10 +112,10 @@ t.test('outbound bytes growing while inbound stay frozen over the window is a fi
 t.test('the probe fails a conn only after lossThreshold losses in a row', async (t) => {
   const sa = ike(1, 'ESTABLISHED', 60, [child(1)]);
   const withProbe = (losses: number) => input([sa], { probe: { consecutiveLosses: losses } });
-  t.same(findConnProblems(withProbe(2)), [], 'threshold of site-a.json is 3 (default)');
-  const findings = findConnProblems(withProbe(3));
+  t.same(findConnProblems(withProbe(1)), [], 'threshold of site-a.json is 2');
+  const findings = findConnProblems(withProbe(2));
   t.same(kinds(findings), ['probe-failing']);
-  t.match(findings[0]!.evidence, '3 probes in a row to 10.2.0.1 went unanswered');
+  t.match(findings[0]!.evidence, '2 probes in a row to 10.2.0.1 went unanswered');
   const noProbe = { ...withProbe(9), connection: connection((conn) => delete conn.probe) };
   t.same(findConnProblems(noProbe), [], 'no probe configured');
 });
