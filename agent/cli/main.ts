@@ -15,6 +15,8 @@ import { createLogger, type LogLevel } from '../log.js';
 import { describeAction, formatAction } from '../plan/actions.js';
 import { runPass, type PassResult } from '../apply/pass.js';
 import { packageVersion } from './version.js';
+import { RUN_DEFAULTS, runCommand } from '../daemon/run-command.js';
+import { buildStatusReport, formatStatusReport } from '../daemon/status-report.js';
 
 export const EXIT = { ok: 0, invalid: 1, usage: 2, notConverged: 3, failed: 4 } as const;
 
@@ -135,6 +137,38 @@ function buildProgram(): Command {
         err('the host does not match the desired state yet');
         throw new ExitRequest(EXIT.notConverged);
       }
+    });
+
+  program
+    .command('run')
+    .description('run the daemon: a pass at start, then on file change, on schedule and on SIGHUP')
+    .option('--config <file>', 'desired-state JSON file', RUN_DEFAULTS.config)
+    .option('--interval-seconds <n>', 'full pass every N seconds', String(RUN_DEFAULTS.intervalSeconds))
+    .option('--status-file <file>', 'where the status of the last pass is written', RUN_DEFAULTS.statusFile)
+    .addOption(logLevelOption().default(RUN_DEFAULTS.logLevel).choices(['error', 'warn', 'info', 'debug']))
+    .action(async (options: { config: string; intervalSeconds: string; statusFile: string; logLevel: LogLevel }) => {
+      const intervalSeconds = Number(options.intervalSeconds);
+      throw new ExitRequest(await runCommand({ ...options, intervalSeconds }));
+    });
+
+  program
+    .command('status')
+    .description('show desired vs observed per resource and connection, and the daemon\'s last pass')
+    .option('--config <file>', 'desired-state JSON file', RUN_DEFAULTS.config)
+    .option('--status-file <file>', 'status file of the running daemon', RUN_DEFAULTS.statusFile)
+    .option('--json', 'print the report as JSON')
+    .addOption(logLevelOption())
+    .action(async (options: { config: string; statusFile: string; json?: boolean; logLevel: LogLevel }) => {
+      const loaded = await readDesiredFile(options.config);
+      const problem = 'unreadable' in loaded ? loaded.unreadable : loaded.ok ? undefined : `${loaded.errors.length} error(s); run validate`;
+      const report = await buildStatusReport({
+        configPath: options.config,
+        desired: loaded.ok ? loaded.state : undefined,
+        ...(problem ? { desiredProblem: problem } : {}),
+        statusFile: options.statusFile,
+        ports: passDependencies(options.logLevel),
+      });
+      out(options.json ? JSON.stringify(report, null, 2) : formatStatusReport(report).trimEnd());
     });
 
   program
