@@ -145,7 +145,11 @@ function buildProgram(): Command {
     .option('--config <file>', 'desired-state JSON file', RUN_DEFAULTS.config)
     .option('--interval-seconds <n>', 'full pass every N seconds', String(RUN_DEFAULTS.intervalSeconds))
     .option('--status-file <file>', 'where the status of the last pass is written', RUN_DEFAULTS.statusFile)
-    .addOption(logLevelOption().default(RUN_DEFAULTS.logLevel).choices(['error', 'warn', 'info', 'debug']))
+    .addOption(
+      new Option('--log-level <level>', 'level of the JSON log on stdout (journald-prefixed)')
+        .choices(['error', 'warn', 'info', 'debug'])
+        .default(RUN_DEFAULTS.logLevel),
+    )
     .action(async (options: { config: string; intervalSeconds: string; statusFile: string; logLevel: LogLevel }) => {
       const intervalSeconds = Number(options.intervalSeconds);
       throw new ExitRequest(await runCommand({ ...options, intervalSeconds }));

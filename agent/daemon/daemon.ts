@@ -94,8 +94,9 @@ function guardedFactories(factories: readonly ReconcilerFactory[], control: Pass
       control.skipped.push(inner.resource);
       return [];
     };
+    // The spread keeps every other member of the contract (warnings, settle...) as it is.
     return {
-      resource: inner.resource,
+      ...inner,
       async plan(desired, ports) {
         const verifying = planned;
         planned = true;
@@ -109,7 +110,6 @@ function guardedFactories(factories: readonly ReconcilerFactory[], control: Pass
         await inner.apply(action, ports);
         control.lastProgressAt = performance.now();
       },
-      warnings: () => inner.warnings(),
     };
   });
 }

@@ -49,7 +49,26 @@ export type IpsecAction =
   | { resource: 'ipsec'; type: 'reread-secrets'; target: 'charon'; reason: string; detail?: string }
   | { resource: 'ipsec'; type: 'terminate'; target: string; reason: string; detail?: string }
   | { resource: 'ipsec'; type: 'initiate'; target: string; reason: string; detail?: string }
-  | { resource: 'ipsec'; type: 'await-established'; target: string; reason: string; detail?: string };
+  | { resource: 'ipsec'; type: 'await-established'; target: string; reason: string; detail?: string }
+  | IpsecHealAction;
+
+/** Heals from the health ladder (plan/heal.ts) as ipsec actions; `target` is the conn. */
+export type IpsecHealAction =
+  | {
+      resource: 'ipsec';
+      type: 'terminate-ike-sa' | 'terminate-child-sa';
+      target: string;
+      uniqueId: number;
+      reason: string;
+      detail?: string;
+    }
+  | {
+      resource: 'ipsec';
+      type: 'restart-ike-sa' | 'reload-config' | 'restart-charon';
+      target: string;
+      reason: string;
+      detail?: string;
+    };
 
 /** Fields left out of printed and JSON plans: bulky file contents. */
 const HIDDEN_FIELDS: ReadonlySet<string> = new Set(['content']);

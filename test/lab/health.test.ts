@@ -1,0 +1,138 @@
+/**
+ * Lab: SA faults with real strongSwan, each healed by `tunnelwarden apply` until traffic
+ * crosses again: SA terminated locally, SA deleted by the peer, duplicate IKE_SAs, a stale
+ * half-open IKE_SA, the peer's charon killed and restarted (it loses all state), the local
+ * charon killed. Outcomes are polled with a generous bound; no fixed sleeps.
+ */
+import { readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import t from 'tap';
+import { parseStrokeStatus } from '../../agent/observe/parse/stroke.js';
+import { Lab, labSkipReason, REPO_ROOT, type Site } from './harness.js';
+
+const skip = labSkipReason();
+const CLI = path.join(REPO_ROOT, 'dist', 'agent', 'cli', 'bin.js');
+const PSK_FILE = '/etc/tunnelwarden/secrets/a-to-b.psk';
+const HEAL_BOUND_MS = 60_000;
+
+function labDesired(example: string): Record<string, any> {
+  const desired = JSON.parse(readFileSync(path.join(REPO_ROOT, 'config', example), 'utf8'));
+  for (const key of ['$schema', 'transit', 'masquerade', 'lxd']) delete desired[key];
+  desired.ipsec.setup.uniqueids = 'no'; // lets duplicates exist, so the healer must clear them
+  return desired;
+}
+
+async function ikeSas(site: Site, conn: string) {
+  const status = parseStrokeStatus((await site.execOk(['ipsec', 'statusall'])).stdout);
+  return status.ikeSas.filter((sa) => sa.conn === conn);
+}
+
+async function waitUntil(what: string, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + HEAL_BOUND_MS;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`timed out after ${HEAL_BOUND_MS} ms waiting for ${what}`);
+}
+
+t.test('apply heals SA faults until traffic crosses again', { skip }, async (t) => {
+  const lab = await Lab.create({
+    prefix: 'twh4',
+    sites: [
+      { name: 'A', transitAddress: '172.16.0.18/24', subnetAddress: '10.1.0.1/16' },
+      { name: 'B', transitAddress: '172.16.0.2/24', subnetAddress: '10.2.0.1/16' },
+    ],
+  });
+  t.teardown(() => lab.destroy());
+  const a = lab.site('A');
+  const b = lab.site('B');
+  const work = path.join(lab.dir, 'desired');
+  await mkdir(work, { recursive: true });
+  const fileA = path.join(work, 'site-a.json');
+  const fileB = path.join(work, 'site-b.json');
+  await writeFile(fileA, JSON.stringify(labDesired('site-a.json')));
+  await writeFile(fileB, JSON.stringify(labDesired('site-b.json')));
+  for (const site of [a, b]) {
+    await site.execOk(['mkdir', '-p', '-m', '0700', path.dirname(PSK_FILE)]);
+    await site.writeFile(PSK_FILE, 'health-lab-psk-0123456789\n', 0o600);
+  }
+  const applyA = () => a.exec(['node', CLI, 'apply', fileA, '--log-level', 'info'], { timeoutMs: 90_000 });
+  const applied: string[] = [];
+  /** Applies at A until a ping crosses; returns what the applies did. */
+  const healA = async (): Promise<string> => {
+    const lines: string[] = [];
+    await waitUntil('traffic to cross again', async () => {
+      const result = await applyA();
+      lines.push(result.stdout.trim());
+      return a.ping('10.1.0.1', '10.2.0.1', 1);
+    });
+    const text = lines.join('\n');
+    applied.push(text);
+    return text;
+  };
+
+  t.equal((await b.exec(['node', CLI, 'apply', fileB])).code, 0, 'site B applied');
+  await healA();
+  t.equal((await ikeSas(a, 'a-to-b'))[0]?.state, 'ESTABLISHED', 'tunnel up to start with');
+
+  await t.test('an SA terminated locally is initiated again', async (t) => {
+    await a.execOk(['ipsec', 'down', 'a-to-b']);
+    t.match(await healA(), /ipsec initiate a-to-b: no IKE_SA/);
+  });
+
+  await t.test('an SA deleted by the peer is initiated again', async (t) => {
+    await b.execOk(['ipsec', 'down', 'b-to-a']);
+    await waitUntil('A to see the delete', async () => (await ikeSas(a, 'a-to-b')).length === 0);
+    t.match(await healA(), /ipsec initiate a-to-b/);
+  });
+
+  await t.test('a duplicate IKE_SA is cleared, keeping the newest with traffic', async (t) => {
+    await a.exec(['ipsec', 'up', 'a-to-b'], { timeoutMs: 30_000 });
+    await waitUntil('two ESTABLISHED IKE_SAs', async () =>
+      (await ikeSas(a, 'a-to-b')).filter((sa) => sa.state === 'ESTABLISHED').length === 2,
+    );
+    const result = await applyA();
+    t.match(result.stdout, /ipsec terminate-ike-sa a-to-b: duplicate-ike-sa/);
+    await waitUntil('one IKE_SA left', async () => (await ikeSas(a, 'a-to-b')).length === 1);
+    t.ok(await a.ping('10.1.0.1', '10.2.0.1'), 'traffic still crosses');
+  });
+
+  await t.test('a stale half-open IKE_SA beside an established one is cleared', async (t) => {
+    // The peer ignores new IKE_SA_INITs on port 500; the established SA uses 4500.
+    await b.execOk(['iptables', '-I', 'INPUT', '-p', 'udp', '--dport', '500', '-j', 'DROP']);
+    await a.execOk(['ipsec', 'stroke', 'up-nb', 'a-to-b']);
+    await waitUntil('a CONNECTING IKE_SA beside one ESTABLISHED 10 s', async () => {
+      const sas = await ikeSas(a, 'a-to-b');
+      const established = sas.find((sa) => sa.state === 'ESTABLISHED');
+      return sas.some((sa) => sa.state === 'CONNECTING') && (established?.establishedSecondsAgo ?? 0) >= 10;
+    });
+    const result = await applyA();
+    await b.execOk(['iptables', '-D', 'INPUT', '-p', 'udp', '--dport', '500', '-j', 'DROP']);
+    t.match(result.stdout, /ipsec terminate-ike-sa a-to-b: stale-half-open/);
+    await waitUntil('no CONNECTING IKE_SA', async () =>
+      (await ikeSas(a, 'a-to-b')).every((sa) => sa.state !== 'CONNECTING'),
+    );
+    t.ok(await a.ping('10.1.0.1', '10.2.0.1'), 'traffic still crosses');
+  });
+
+  await t.test("the peer's charon killed and restarted: the dead tunnel is restarted", async (t) => {
+    const pids = await b.strongswanPids();
+    await b.exec(['kill', '-9', ...pids.map(String)]);
+    await b.exec(['rm', '-f', '/run/charon.pid', '/run/starter.charon.pid', '/run/charon.ctl', '/run/charon.vici']);
+    await b.startStrongswan();
+    t.equal((await ikeSas(a, 'a-to-b'))[0]?.state, 'ESTABLISHED', 'A still believes in its SA');
+    t.notOk(await a.ping('10.1.0.1', '10.2.0.1', 1), 'but traffic does not cross');
+    t.match(await healA(), /ipsec restart-ike-sa a-to-b: probe-failing/);
+  });
+
+  await t.test('the local charon killed: strongSwan is started and the tunnel initiated', async (t) => {
+    const pids = await a.strongswanPids();
+    await a.exec(['kill', '-9', ...pids.map(String)]);
+    await a.exec(['rm', '-f', '/run/charon.pid', '/run/starter.charon.pid', '/run/charon.ctl', '/run/charon.vici']);
+    t.match(await healA(), /ipsec start-strongswan charon: charon is not running/);
+  });
+
+  t.comment(`what apply did, fault by fault:\n${applied.join('\n---\n')}`);
+});
