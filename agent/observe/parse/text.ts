@@ -26,10 +26,13 @@ const SECONDS_PER_UNIT: ReadonlyMap<string, number> = new Map([
  */
 const DURATION = /^(\d{1,15}) ?([a-z]{1,7})$/;
 
-/** Splits command output into lines; accepts `\n` and `\r\n`; a non-string gives no lines. */
+/**
+ * Splits command output into lines at `\n`, `\r\n` or a lone `\r`, so no line (and no field read
+ * from one) ever holds a line break. A non-string gives no lines.
+ */
 export function splitLines(text: unknown): string[] {
   if (typeof text !== 'string' || text.length === 0) return [];
-  return text.split(/\r?\n/);
+  return text.split(/\r\n?|\n/);
 }
 
 /**
