@@ -130,7 +130,14 @@ t.test('the lab captures under kernel-libipsec are empty and parse to nothing', 
 
 t.test('state output fed to the policy parser, and the reverse, gives nothing', async (t) => {
   t.strictSame(parseXfrmPolicy(STATES), []);
-  t.strictSame(parseXfrmState(read(path.join(IPROUTE2, 'ip-xfrm-policy.txt'))), []);
+  t.strictSame(parseXfrmPolicy(STATES_WITH_STATS), []);
+  t.strictSame(
+    parseXfrmPolicy(STATES.replaceAll('\treplay-window', '\tdir out\n\treplay-window')),
+    [],
+  );
+  for (const capture of ['ip-xfrm-policy.txt', 'ip-s-xfrm-policy.txt', 'ip-o-xfrm-policy.txt']) {
+    t.strictSame(parseXfrmState(read(path.join(IPROUTE2, capture))), [], capture);
+  }
 });
 
 // Hand-written in iproute2's ip/ipxfrm.c layout (this kernel cannot hold ESP states). The

@@ -28,11 +28,12 @@ import type { XfrmPolicy, XfrmState } from './types.js';
 const KEY_LINES: ReadonlySet<string> = new Set(['auth', 'auth-trunc', 'enc', 'aead', 'comp']);
 
 /**
- * An address or prefix as iproute2 prints it: `172.16.0.2`, `10.1.0.0/16`, `fd00:1::/64`,
- * `::/0`. A `.` or `:` must come within the first five characters, so hex key material can
- * never pass for an address.
+ * An address as iproute2 prints it: `172.16.0.2`, `2001:db8::1`, `::`. A `.` or `:` must come
+ * within the first five characters, so hex key material can never pass for an address.
  */
-const ADDRESS = /^[0-9a-fA-F]{0,4}[.:][0-9a-fA-F.:]{0,44}(?:\/\d{1,3})?$/;
+const HOST = /^[0-9a-fA-F]{0,4}[.:][0-9a-fA-F.:]{0,44}$/;
+/** A selector as iproute2 prints it, always with its prefix length: `10.1.0.0/16`, `::/0`. */
+const PREFIX = /^[0-9a-fA-F]{0,4}[.:][0-9a-fA-F.:]{0,44}\/\d{1,3}$/;
 /** An SPI as printed, `0xdd9339c1`, with `(3717413313)` appended under `-s`. */
 const SPI = /^0x([0-9a-fA-F]{1,8})(?:\(\d+\))?$/;
 /** A number as printed, with `(0x00000001)` appended to reqids under `-s`. */
@@ -101,11 +102,12 @@ function splitRecords(text: string): XfrmRecord[] {
   return records;
 }
 
+/** Reads a state: "src HOST dst HOST", then at once "proto P spi 0xS reqid R mode M". */
 function readState(record: XfrmRecord): XfrmState | undefined {
-  const src = valueAfter(record.header, 'src', ADDRESS);
-  const dst = valueAfter(record.header, 'dst', ADDRESS);
-  const idLine = record.lines.find((tokens) => tokens[0] === 'proto');
-  if (src === undefined || dst === undefined || idLine === undefined) return undefined;
+  const src = valueAfter(record.header, 'src', HOST);
+  const dst = valueAfter(record.header, 'dst', HOST);
+  const idLine = record.lines[0];
+  if (src === undefined || dst === undefined || idLine?.[0] !== 'proto') return undefined;
   const proto = valueAfter(idLine, 'proto', WORD);
   const spi = SPI.exec(valueAfter(idLine, 'spi') ?? '')?.[1];
   if (proto === undefined || spi === undefined) return undefined;
@@ -132,8 +134,8 @@ function readState(record: XfrmRecord): XfrmState | undefined {
       const encap = readEncap(tokens);
       if (encap !== undefined) state.encap = encap;
     } else if (tokens[0] === 'sel') {
-      const selSrc = valueAfter(tokens, 'src', ADDRESS);
-      const selDst = valueAfter(tokens, 'dst', ADDRESS);
+      const selSrc = valueAfter(tokens, 'src', PREFIX);
+      const selDst = valueAfter(tokens, 'dst', PREFIX);
       if (selSrc !== undefined && selDst !== undefined)
         state.selector = { src: selSrc, dst: selDst };
     } else if (tokens[0] === 'mark') {
@@ -153,19 +155,24 @@ function readEncap(tokens: string[]): XfrmState['encap'] {
   return { type, sport, dport };
 }
 
+/**
+ * Reads a policy: "src PREFIX dst PREFIX [proto ...]", then "dir D [action A] priority N ..."
+ * (iproute2 always prints the priority, which also tells a policy from a state).
+ */
 function readPolicy(record: XfrmRecord): XfrmPolicy | undefined {
-  const src = valueAfter(record.header, 'src', ADDRESS);
-  const dst = valueAfter(record.header, 'dst', ADDRESS);
+  const src = valueAfter(record.header, 'src', PREFIX);
+  const dst = valueAfter(record.header, 'dst', PREFIX);
   const dirLine = record.lines.find((tokens) => tokens[0] === 'dir' || tokens[0] === 'socket');
-  const dir = dirLine?.[0] === 'dir' ? dirLine[1] : undefined;
   if (src === undefined || dst === undefined || dirLine === undefined) return undefined;
-  if (dir !== 'in' && dir !== 'out' && dir !== 'fwd') return undefined; // socket or unknown
+  const dir = dirLine[0] === 'dir' ? dirLine[1] : undefined; // else a socket policy
+  const priority = parseNumber(valueAfter(dirLine, 'priority'));
+  if ((dir !== 'in' && dir !== 'out' && dir !== 'fwd') || priority === undefined) return undefined;
 
   const policy: XfrmPolicy = {
     src,
     dst,
     dir,
-    ...withoutUndefined({ priority: parseNumber(valueAfter(dirLine, 'priority')) }),
+    priority,
     action: valueAfter(dirLine, 'action', WORD) ?? 'allow',
     tmpl: [],
   };
@@ -174,8 +181,8 @@ function readPolicy(record: XfrmRecord): XfrmPolicy | undefined {
     if (tokens[0] === 'tmpl') {
       policy.tmpl.push(
         withoutUndefined({
-          src: valueAfter(tokens, 'src', ADDRESS),
-          dst: valueAfter(tokens, 'dst', ADDRESS),
+          src: valueAfter(tokens, 'src', HOST),
+          dst: valueAfter(tokens, 'dst', HOST),
         }),
       );
     } else if (tokens[0] === 'proto') {
