@@ -13,6 +13,10 @@
  *
  * Pure and total: no I/O, never throws, unknown or malformed lines are skipped, and every
  * regular expression is anchored, so parsing is linear in the input size.
+ *
+ * Limitations: proposals, task queues, virtual IPs and remote EAP/XAuth identities of IKE_SAs
+ * are not reported; of a connection's authentication rounds only the first local and the first
+ * remote one are.
  */
 
 import { toChildSaState, toIkeSaState } from './states.js';

@@ -19,6 +19,9 @@
  * IKE bypass, not a tunnel.
  *
  * Pure and total: no I/O, never throws, unknown lines and incomplete records are skipped.
+ *
+ * Limitations: flags, replay windows, configured lifetimes, `if_id`, offload and security
+ * contexts are not reported, nor a template's `level use` (optional) marker.
  */
 
 import { parseCount, splitLines, withoutUndefined } from './text.js';
