@@ -6,8 +6,9 @@
  * directories. charon (started with `ipsec start`) and the agent therefore run with their
  * default paths, several sites at once, without touching the host's files. Every site has a
  * `transit` veth joined to a bridge in one more namespace (the "switch") and a bridge `site0`
- * carrying the site subnet. The kernel-libipsec plugin is enabled in every site (the kernel
- * here has no ESP) and charon logs to /var/log/charon.log inside the site.
+ * carrying the site subnet; `attachGuest` plugs a "guest" (a plain network namespace standing for
+ * a container) into a site's `site0`. The kernel-libipsec plugin is enabled in every site (the
+ * kernel here has no ESP) and charon logs to /var/log/charon.log inside the site.
  *
  * Everything lives under names derived from the prefix: namespaces `${prefix}-sw` and
  * `${prefix}-${site}`, and the lab dir `/var/tmp/tunnelwarden-lab/${prefix}`. `Lab.create`
@@ -369,9 +370,28 @@ export class Site {
   }
 }
 
+/**
+ * A guest: a plain network namespace `${prefix}-${name}` (no mount namespace, so it sees the
+ * host's files) with one interface `eth0` plugged into a site's `site0` bridge, standing for a
+ * container or VM of that site. Made by `Lab.attachGuest`, removed by `Lab.destroy`.
+ */
+export class Guest {
+  /** @internal Use `Lab.attachGuest`. */
+  constructor(
+    readonly name: string,
+    readonly netns: string,
+  ) {}
+
+  /** Runs argv (no shell) in the guest's network namespace; same contract as `Site.exec`. */
+  exec(argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+    return run([tool('nsenter'), `--net=/run/netns/${this.netns}`, '--wd=/', '--', ...argv], opts);
+  }
+}
+
 /** A set of sites on one switch. Create with `Lab.create`, always end with `destroy`. */
 export class Lab {
   private destroyed = false;
+  private readonly guests = new Map<string, Guest>();
 
   private constructor(
     readonly prefix: string,
@@ -421,13 +441,49 @@ export class Lab {
   }
 
   /**
+   * Adds a guest namespace `${prefix}-${name}` whose `eth0` (veth peer `g-${name}` in the site)
+   * is a port of the site's `site0` bridge, with `address` (e.g. "10.1.0.50/16") and a default
+   * route via `gateway` (e.g. the site's "10.1.0.1"). Throws when the name is taken or a step
+   * fails. `destroy` removes the guest with the sites, and `create` removes a guest left over
+   * by a killed run (its namespace has a site's name pattern).
+   * @param name 1-8 lowercase letters or digits, distinct from the site names and "sw".
+   */
+  async attachGuest(
+    siteName: string,
+    opts: { name: string; address: string; gateway: string },
+  ): Promise<Guest> {
+    const site = this.site(siteName);
+    const taken = [...this.sites.keys(), ...this.guests.keys()].map((name) => name.toLowerCase());
+    if (!NAME_PATTERN.test(opts.name) || opts.name === SWITCH_SUFFIX || taken.includes(opts.name)) {
+      throw new Error(`lab: guest name must be new, 1-8 lowercase letters or digits: "${opts.name}"`);
+    }
+    const ip = tool('ip');
+    const guest = new Guest(opts.name, `${this.prefix}-${opts.name}`);
+    const sitePort = `g-${opts.name}`;
+    this.guests.set(opts.name, guest);
+    await runOk([ip, 'netns', 'add', guest.netns]);
+    await runOk([ip, '-n', guest.netns, 'link', 'set', 'lo', 'up']);
+    await runOk([
+      ip, '-n', site.netns, 'link', 'add', 'name', sitePort,
+      'type', 'veth', 'peer', 'name', 'eth0', 'netns', guest.netns,
+    ]);
+    await runOk([ip, '-n', site.netns, 'link', 'set', sitePort, 'master', 'site0']);
+    await runOk([ip, '-n', site.netns, 'link', 'set', sitePort, 'up']);
+    await runOk([ip, '-n', guest.netns, 'addr', 'add', opts.address, 'dev', 'eth0']);
+    await runOk([ip, '-n', guest.netns, 'link', 'set', 'eth0', 'up']);
+    await runOk([ip, '-n', guest.netns, 'route', 'add', 'default', 'via', opts.gateway]);
+    return guest;
+  }
+
+  /**
    * Tears down what this lab created: kills (TERM, then KILL) every process in its
    * namespaces, including charon and starter from the sites' pid files, unmounts, deletes the
    * namespaces and removes the lab dir. Idempotent.
    */
   async destroy(): Promise<void> {
     if (this.destroyed) return;
-    await removeLab(this.prefix, [...this.sites.keys()].map((name) => name.toLowerCase()));
+    const names = [...this.sites.keys(), ...this.guests.keys()];
+    await removeLab(this.prefix, names.map((name) => name.toLowerCase()));
     this.destroyed = true;
   }
 
