@@ -230,7 +230,7 @@ t.test('apply keeps LXD bridge NAT off through the LXD API', { skip }, async (t)
 
   await t.test('apply sets ipv4.nat false and LXD drops its masquerade rule', async (t) => {
     const result = await apply(site, desiredFile);
-    t.equal(result.code, 0, result.stdout + result.stderr);
+    t.equal(result.code, 0, 'apply exits 0', { output: result.stdout + result.stderr });
     t.match(
       result.stdout,
       `applied 1. lxd set-network-nat ${BRIDGE}: ipv4.nat is true, want false`,
@@ -249,7 +249,7 @@ t.test('apply keeps LXD bridge NAT off through the LXD API', { skip }, async (t)
     t.equal(before['ipv4.nat'], 'true');
 
     const result = await apply(site, desiredFile);
-    t.equal(result.code, 0, result.stdout + result.stderr);
+    t.equal(result.code, 0, 'apply exits 0', { output: result.stdout + result.stderr });
     t.match(
       result.stdout,
       `applied 1. lxd set-network-nat ${BRIDGE}: ipv4.nat is true, want false`,
@@ -265,7 +265,7 @@ t.test('apply keeps LXD bridge NAT off through the LXD API', { skip }, async (t)
   await t.test('a second apply takes no action', async (t) => {
     const before = await lxc(site, ['query', '--raw', `/1.0/networks/${BRIDGE}`]);
     const result = await apply(site, desiredFile);
-    t.equal(result.code, 0, result.stderr);
+    t.equal(result.code, 0, 'apply exits 0', { output: result.stdout + result.stderr });
     t.equal(result.stdout.trim(), 'No action: the host already matches the desired state.');
     const after = await lxc(site, ['query', '--raw', `/1.0/networks/${BRIDGE}`]);
     t.equal(after.stdout, before.stdout, 'the network is exactly as before');
@@ -274,7 +274,7 @@ t.test('apply keeps LXD bridge NAT off through the LXD API', { skip }, async (t)
   await t.test('without a running LXD, apply reports the lxd resource and exits 4', async (t) => {
     await stopLxd();
     const result = await apply(site, desiredFile, ['--json']);
-    t.equal(result.code, 4, result.stdout + result.stderr);
+    t.equal(result.code, 4, 'apply exits 4 (failed)', { output: result.stdout + result.stderr });
     const report = JSON.parse(result.stdout);
     t.same(
       report.failures.map((failure: { resource: string }) => failure.resource),
@@ -295,11 +295,9 @@ t.test('apply keeps LXD bridge NAT off through the LXD API', { skip }, async (t)
     const plainFile = path.join(work, 'no-lxd.json');
     await writeFile(plainFile, JSON.stringify(withoutLxd));
     const plain = await apply(site, plainFile);
-    t.equal(
-      plain.code,
-      0,
-      `a desired state without lxd needs no LXD: ${plain.stdout}${plain.stderr}`,
-    );
+    t.equal(plain.code, 0, 'a desired state without lxd needs no LXD', {
+      output: plain.stdout + plain.stderr,
+    });
   });
 
   await t.test('nothing of LXD outlives the lab or lands on the host', async (t) => {
