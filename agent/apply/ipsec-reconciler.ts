@@ -13,6 +13,14 @@ import { planIpsec } from '../plan/ipsec.js';
 import { renderIpsecConf, renderIpsecSecrets } from '../plan/ipsec-render.js';
 import { applyIpsecAction, DEFAULT_IPSEC_WAITS, type IpsecWaits } from './ipsec.js';
 import type { HostPorts, Reconciler } from './reconciler.js';
+import { planHealth } from './ipsec-health.js';
+import { readHealthState, writeHealthState } from '../host/health-store.js';
+import type { HealthStateFile } from '../plan/health-state.js';
+import { mkdir } from 'node:fs/promises';
+
+const makeStateDirectory = async (path: string) => {
+  await mkdir(path, { recursive: true, mode: 0o700 });
+};
 
 interface Rendered {
   conf: string;
@@ -23,6 +31,8 @@ interface Rendered {
 /** Makes the ipsec reconciler for one pass. */
 export function createIpsecReconciler(waits: IpsecWaits = DEFAULT_IPSEC_WAITS): Reconciler<IpsecAction> {
   let rendered: Rendered | undefined;
+  let healthState: HealthStateFile | undefined;
+  let healthOnDisk: HealthStateFile | undefined;
   const warnings: string[] = [];
 
   async function render(desired: DesiredState, ports: HostPorts): Promise<Rendered> {
@@ -50,7 +60,7 @@ export function createIpsecReconciler(waits: IpsecWaits = DEFAULT_IPSEC_WAITS): 
     async plan(desired, ports) {
       const files = await render(desired, ports);
       const observed = await observeIpsec(ports.paths, ports.run, ports.files, ports.logger);
-      return planIpsec({
+      const plannerActions = planIpsec({
         desired,
         observed,
         paths: ports.paths,
@@ -58,6 +68,24 @@ export function createIpsecReconciler(waits: IpsecWaits = DEFAULT_IPSEC_WAITS): 
         renderedSecretsSha256: sha256(files.secrets),
         renderedSecretsEntries: files.secretsEntries,
       });
+      const health = await planHealth({
+        desired,
+        observed,
+        plannerActions,
+        previous: healthState ?? (healthOnDisk = await readHealthState(ports.paths, ports.files)),
+        run: ports.run,
+        logger: ports.logger,
+        nowMs: Date.now(),
+        random: Math.random,
+      });
+      healthState = health.state;
+      return [...plannerActions.filter((action) => !health.superseded.has(action)), ...health.actions];
+    },
+    async settle(ports) {
+      if (!healthState) return;
+      const unchanged = JSON.stringify(healthState) === JSON.stringify(healthOnDisk);
+      if (unchanged || (Object.keys(healthState.conns).length === 0 && !healthOnDisk)) return;
+      await writeHealthState(ports.paths, ports.files, healthState, ports.makeDirectory ?? makeStateDirectory);
     },
     async apply(action, ports) {
       if (!rendered) throw new Error('ipsec apply before plan');

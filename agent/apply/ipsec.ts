@@ -15,6 +15,7 @@ import { readStrokeStatus } from '../observe/ipsec.js';
 import type { StrongswanStatus } from '../observe/parse/types.js';
 import type { IpsecAction } from '../plan/actions.js';
 import { CONF_FILE_MODE, SECRETS_FILE_MODE } from '../plan/ipsec.js';
+import { applyHealAction } from './ipsec-heal.js';
 import { pollUntil, type Sleep } from './wait.js';
 
 /** How long apply waits for charon to show each effect. */
@@ -137,7 +138,8 @@ async function terminate(context: IpsecApplyContext, name: string): Promise<void
   );
 }
 
-async function awaitEstablished(context: IpsecApplyContext, name: string): Promise<void> {
+/** Waits (bounded) for an ESTABLISHED IKE_SA with an INSTALLED CHILD_SA; warns on timeout. */
+export async function awaitEstablished(context: IpsecApplyContext, name: string): Promise<void> {
   const up = await pollUntil(
     async () => {
       const status = await readStatus(context.run);
@@ -179,5 +181,11 @@ export async function applyIpsecAction(action: IpsecAction, context: IpsecApplyC
       return awaitEstablished(context, action.target);
     case 'await-established':
       return awaitEstablished(context, action.target);
+    case 'terminate-ike-sa':
+    case 'terminate-child-sa':
+    case 'restart-ike-sa':
+    case 'reload-config':
+    case 'restart-charon':
+      return applyHealAction(action, context);
   }
 }

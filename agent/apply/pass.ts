@@ -97,6 +97,14 @@ export async function runPass(
   }
   if (options.dryRun) return { ...result, remaining: result.actions };
 
+  for (const reconciler of reconcilers) {
+    try {
+      await reconciler.settle?.(passPorts);
+    } catch (thrown) {
+      fail(reconciler.resource, thrown);
+    }
+  }
+
   for (const reconciler of applied) {
     if (result.failures.some((failure) => failure.resource === reconciler.resource)) continue;
     try {

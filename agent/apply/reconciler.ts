@@ -37,6 +37,11 @@ export interface Reconciler<A extends ActionBase = ActionBase> {
   apply(action: A, ports: HostPorts): Promise<void>;
   /** Warnings found while planning (not errors), to log once per pass. */
   warnings(): string[];
+  /**
+   * Saves what planning learnt that must outlive the pass (probe records, heal memory).
+   * Called once per pass that is not a dry run, after the resource's actions.
+   */
+  settle?(ports: HostPorts): Promise<void>;
 }
 
 export type ReconcilerFactory = () => Reconciler;

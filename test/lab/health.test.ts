@@ -19,13 +19,19 @@ const HEAL_BOUND_MS = 60_000;
 function labDesired(example: string): Record<string, any> {
   const desired = JSON.parse(readFileSync(path.join(REPO_ROOT, 'config', example), 'utf8'));
   for (const key of ['$schema', 'transit', 'masquerade', 'lxd']) delete desired[key];
-  desired.ipsec.setup.uniqueids = 'no'; // lets duplicates exist, so the healer must clear them
+  // 'never' also ignores INITIAL_CONTACT: duplicates survive, so the healer must clear them.
+  desired.ipsec.setup.uniqueids = 'never';
   return desired;
 }
 
 async function ikeSas(site: Site, conn: string) {
   const status = parseStrokeStatus((await site.execOk(['ipsec', 'statusall'])).stdout);
   return status.ikeSas.filter((sa) => sa.conn === conn);
+}
+
+/** Every IKE_SA, including a responder's half-open one that has no conn name yet. */
+async function allIkeSas(site: Site) {
+  return parseStrokeStatus((await site.execOk(['ipsec', 'statusall'])).stdout).ikeSas;
 }
 
 async function waitUntil(what: string, check: () => Promise<boolean>): Promise<void> {
@@ -68,6 +74,9 @@ t.test('apply heals SA faults until traffic crosses again', { skip }, async (t) 
       lines.push(result.stdout.trim());
       return a.ping('10.1.0.1', '10.2.0.1', 1);
     });
+    // One more pass sees the conn healthy, as the daemon's next pass would: the ladder resets.
+    const settled = await applyA();
+    if (settled.code !== 0) throw new Error(`apply after healing: ${settled.stdout}${settled.stderr}`);
     const text = lines.join('\n');
     applied.push(text);
     return text;
@@ -88,9 +97,19 @@ t.test('apply heals SA faults until traffic crosses again', { skip }, async (t) 
     t.match(await healA(), /ipsec initiate a-to-b/);
   });
 
+  /** The peer loses all state (SIGKILL to starter and charon) and is started again. */
+  const restartPeerHard = async () => {
+    const pids = await b.strongswanPids();
+    await b.exec(['kill', '-9', ...pids.map(String)]);
+    await b.exec(['rm', '-f', '/run/charon.pid', '/run/starter.charon.pid', '/run/charon.ctl', '/run/charon.vici']);
+    await b.startStrongswan();
+  };
+
   await t.test('a duplicate IKE_SA is cleared, keeping the newest with traffic', async (t) => {
-    await a.exec(['ipsec', 'up', 'a-to-b'], { timeoutMs: 30_000 });
-    await waitUntil('two ESTABLISHED IKE_SAs', async () =>
+    // uniqueids=never: when the restarted peer initiates, A keeps its old IKE_SA beside the new.
+    await restartPeerHard();
+    await b.execOk(['ipsec', 'stroke', 'up-nb', 'b-to-a']);
+    await waitUntil('two ESTABLISHED IKE_SAs at A', async () =>
       (await ikeSas(a, 'a-to-b')).filter((sa) => sa.state === 'ESTABLISHED').length === 2,
     );
     const result = await applyA();
@@ -100,28 +119,32 @@ t.test('apply heals SA faults until traffic crosses again', { skip }, async (t) 
   });
 
   await t.test('a stale half-open IKE_SA beside an established one is cleared', async (t) => {
-    // The peer ignores new IKE_SA_INITs on port 500; the established SA uses 4500.
-    await b.execOk(['iptables', '-I', 'INPUT', '-p', 'udp', '--dport', '500', '-j', 'DROP']);
-    await a.execOk(['ipsec', 'stroke', 'up-nb', 'a-to-b']);
-    await waitUntil('a CONNECTING IKE_SA beside one ESTABLISHED 10 s', async () => {
-      const sas = await ikeSas(a, 'a-to-b');
-      const established = sas.find((sa) => sa.state === 'ESTABLISHED');
-      return sas.some((sa) => sa.state === 'CONNECTING') && (established?.establishedSecondsAgo ?? 0) >= 10;
-    });
-    const result = await applyA();
-    await b.execOk(['iptables', '-D', 'INPUT', '-p', 'udp', '--dport', '500', '-j', 'DROP']);
-    t.match(result.stdout, /ipsec terminate-ike-sa a-to-b: stale-half-open/);
-    await waitUntil('no CONNECTING IKE_SA', async () =>
-      (await ikeSas(a, 'a-to-b')).every((sa) => sa.state !== 'CONNECTING'),
-    );
-    t.ok(await a.ping('10.1.0.1', '10.2.0.1'), 'traffic still crosses');
+    // The peer restarts and initiates, but its IKE_AUTH (UDP 4500) never reaches A: A holds a
+    // half-open responder IKE_SA in CONNECTING beside its old ESTABLISHED one.
+    const drop = ['INPUT', '-p', 'udp', '--dport', '4500', '-j', 'DROP'];
+    await restartPeerHard();
+    await a.execOk(['iptables', '-I', ...drop]);
+    try {
+      await b.execOk(['ipsec', 'stroke', 'up-nb', 'b-to-a']);
+      await waitUntil('a CONNECTING IKE_SA beside one ESTABLISHED 10 s', async () => {
+        const sas = await allIkeSas(a);
+        const established = sas.find((sa) => sa.conn === 'a-to-b' && sa.state === 'ESTABLISHED');
+        return sas.some((sa) => sa.state === 'CONNECTING') && (established?.establishedSecondsAgo ?? 0) >= 10;
+      });
+      const result = await applyA();
+      t.match(result.stdout, /ipsec terminate-ike-sa a-to-b: stale-half-open/);
+      await waitUntil('the half-open SA to go', async () =>
+        (await allIkeSas(a)).every((sa) => sa.state !== 'CONNECTING'),
+      );
+    } finally {
+      await a.execOk(['iptables', '-D', ...drop]);
+    }
+    await healA();
+    t.ok(await a.ping('10.1.0.1', '10.2.0.1'), 'traffic crosses again');
   });
 
   await t.test("the peer's charon killed and restarted: the dead tunnel is restarted", async (t) => {
-    const pids = await b.strongswanPids();
-    await b.exec(['kill', '-9', ...pids.map(String)]);
-    await b.exec(['rm', '-f', '/run/charon.pid', '/run/starter.charon.pid', '/run/charon.ctl', '/run/charon.vici']);
-    await b.startStrongswan();
+    await restartPeerHard();
     t.equal((await ikeSas(a, 'a-to-b'))[0]?.state, 'ESTABLISHED', 'A still believes in its SA');
     t.notOk(await a.ping('10.1.0.1', '10.2.0.1', 1), 'but traffic does not cross');
     t.match(await healA(), /ipsec restart-ike-sa a-to-b: probe-failing/);

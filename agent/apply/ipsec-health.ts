@@ -1,0 +1,174 @@
+/**
+ * Health checks and heals of the ipsec resource, run inside its plan: probe each established
+ * conn that has a probe, sample its counters, read xfrm when the kernel carries ESP, find the
+ * problems (plan/health.ts), decide heals (plan/heal.ts), and hand the new health state back
+ * to be saved once the pass is not a dry run. Findings and decisions are logged here.
+ */
+import type { Logger } from 'pino';
+import type { DesiredState, SiteToSiteConnection } from '../model/schema.js';
+import type { CommandRunner } from '../host/exec.js';
+import type { IpsecObservation } from '../observe/ipsec.js';
+import { parseXfrmPolicy, parseXfrmState } from '../observe/parse/xfrm.js';
+import type { IkeSa, XfrmPolicy, XfrmState } from '../observe/parse/types.js';
+import { probeOnce } from '../observe/probe.js';
+import type { IpsecAction, IpsecHealAction } from '../plan/actions.js';
+import { decideHeal, type HealAction } from '../plan/heal.js';
+import { findConnProblems } from '../plan/health.js';
+import {
+  freshConnHealth,
+  recordCounters,
+  recordProbe,
+  type HealthStateFile,
+} from '../plan/health-state.js';
+
+export interface HealthPlan {
+  actions: IpsecHealAction[];
+  /** Planner actions superseded by a heal (an initiate replaced by a restart). */
+  superseded: Set<IpsecAction>;
+  state: HealthStateFile;
+}
+
+/** How stroke names an IKE_SA that no conn has claimed yet. */
+const UNNAMED_IKE_SA = '(unnamed)';
+
+interface KernelView {
+  kernelIpsec: boolean;
+  states?: XfrmState[];
+  policies?: XfrmPolicy[];
+}
+
+async function readKernel(observed: IpsecObservation, run: CommandRunner): Promise<KernelView> {
+  if (observed.status.plugins.includes('kernel-libipsec')) return { kernelIpsec: false };
+  const [states, policies] = await Promise.all([
+    run(['ip', 'xfrm', 'state'], { allowFailure: true }),
+    run(['ip', 'xfrm', 'policy'], { allowFailure: true }),
+  ]);
+  if (states.exitCode !== 0 || policies.exitCode !== 0) return { kernelIpsec: false };
+  return { kernelIpsec: true, states: parseXfrmState(states.stdout), policies: parseXfrmPolicy(policies.stdout) };
+}
+
+function toIpsecAction(heal: HealAction): IpsecHealAction | undefined {
+  switch (heal.type) {
+    case 'terminate-ike-sa':
+    case 'terminate-child-sa':
+      return { resource: 'ipsec', type: heal.type, target: heal.conn, uniqueId: heal.uniqueId, reason: heal.reason };
+    case 'restart-ike-sa':
+    case 'reload-config':
+    case 'restart-charon':
+      return { resource: 'ipsec', type: heal.type, target: heal.conn, reason: heal.reason };
+    case 'initiate':
+      return undefined; // the planner's own initiate does this rung
+  }
+}
+
+/**
+ * A responder's half-open IKE_SA has no conn yet (stroke prints "(unnamed)") until IKE_AUTH
+ * arrives; it belongs to the conn whose peer address it comes from.
+ */
+function belongsTo(sa: IkeSa, connection: SiteToSiteConnection): boolean {
+  if (sa.conn === connection.name) return true;
+  return (
+    sa.conn === UNNAMED_IKE_SA &&
+    sa.state === 'CONNECTING' &&
+    sa.remoteAddress !== undefined &&
+    sa.remoteAddress === connection.remote.address
+  );
+}
+
+function isUp(connection: SiteToSiteConnection, observed: IpsecObservation): boolean {
+  return observed.status.ikeSas.some(
+    (sa) =>
+      sa.conn === connection.name &&
+      sa.state === 'ESTABLISHED' &&
+      sa.children.some((child) => child.state === 'INSTALLED'),
+  );
+}
+
+/**
+ * Plans heals for every site-to-site conn. `plannerActions` are the config/initiation actions
+ * already planned; a conn whose config is being rewritten is not healed in the same pass.
+ */
+export async function planHealth(options: {
+  desired: DesiredState;
+  observed: IpsecObservation;
+  plannerActions: IpsecAction[];
+  previous: HealthStateFile;
+  run: CommandRunner;
+  logger: Logger;
+  nowMs: number;
+  random: () => number;
+}): Promise<HealthPlan> {
+  const { desired, observed, plannerActions, logger } = options;
+  const plan: HealthPlan = { actions: [], superseded: new Set(), state: { version: 1, conns: {} } };
+  if (!observed.charonRunning) return { ...plan, state: options.previous };
+  const configChanging = plannerActions.some((action) =>
+    ['write-conf', 'reload-conns', 'start-strongswan'].includes(action.type),
+  );
+  const kernel = await readKernel(observed, options.run);
+
+  for (const connection of desired.ipsec?.connections ?? []) {
+    const name = connection.name;
+    const state = structuredClone(options.previous.conns[name] ?? freshConnHealth());
+    const sas = observed.status.ikeSas.filter((sa) => belongsTo(sa, connection));
+
+    if (connection.probe && isUp(connection, observed)) {
+      const result = await probeOnce(options.run, connection.probe);
+      state.probe = recordProbe(state.probe, result, options.nowMs);
+    }
+    const installed = sas
+      .filter((sa) => sa.state === 'ESTABLISHED')
+      .flatMap((sa) => sa.children)
+      .find((child) => child.state === 'INSTALLED' && child.spiIn && child.bytesIn !== undefined);
+    if (installed) {
+      state.counters = recordCounters(state.counters, {
+        atMs: options.nowMs,
+        spiIn: installed.spiIn!,
+        bytesIn: installed.bytesIn!,
+        bytesOut: installed.bytesOut ?? 0,
+      });
+    }
+
+    const findings = findConnProblems({
+      connection,
+      ikeSas: sas,
+      kernelIpsec: kernel.kernelIpsec,
+      xfrmStates: kernel.states,
+      xfrmPolicies: kernel.policies,
+      counterHistory: state.counters,
+      probe: { consecutiveLosses: state.probe.consecutiveLosses },
+    });
+    for (const finding of findings) {
+      logger.warn({ resource: 'ipsec', conn: name, finding: finding.kind, reason: finding.evidence }, 'health finding');
+    }
+    if (configChanging && findings.length > 0) {
+      plan.state.conns[name] = state;
+      continue; // the config change re-establishes what it touches; judge health afterwards
+    }
+
+    const decision = decideHeal(findings, state.memory, {
+      initiates: connection.initiate,
+      nowMs: options.nowMs,
+      random: options.random,
+    });
+    state.memory = decision.memory;
+    if (decision.outcome === 'capped' && decision.newlyCapped) {
+      logger.error(
+        { resource: 'ipsec', conn: name, heals_last_hour: decision.memory.healTimesMs.length },
+        'heal cap reached; not healing this conn for now',
+      );
+    }
+    const heals = decision.actions.map(toIpsecAction).filter((action): action is IpsecHealAction => !!action);
+    if (heals.some((heal) => heal.type !== 'terminate-ike-sa' && heal.type !== 'terminate-child-sa')) {
+      for (const action of plannerActions) {
+        if (action.target === name && (action.type === 'initiate' || action.type === 'await-established')) {
+          plan.superseded.add(action);
+        }
+      }
+    }
+    const last = heals.at(-1);
+    if (last) state.lastHeal = { atMs: options.nowMs, action: last.type, reason: last.reason };
+    plan.actions.push(...heals);
+    plan.state.conns[name] = state;
+  }
+  return plan;
+}
