@@ -4,7 +4,7 @@
  * enforced, a trigger from outside (the vici seam), the schedule, a retry after a failed
  * pass, a stop in the middle of a pass, and a watchdog fed only while passes make progress.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -86,14 +86,13 @@ function fakeNotifier(watchdogIntervalMs?: number) {
 }
 
 async function setup(
-  t: Tap.Test,
+  t: { teardown: (fn: () => unknown) => void },
   options: { text?: string; watchdogIntervalMs?: number; stallLimitMs?: number; schedule?: string } = {},
 ) {
   const dir = await mkdtemp(path.join(tmpdir(), 'tw-daemon-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const configPath = path.join(dir, 'etc', 'desired.json');
-  await hostFiles.read(configPath).catch(() => undefined);
-  await import('node:fs/promises').then((fs) => fs.mkdir(path.dirname(configPath), { recursive: true }));
+  await mkdir(path.dirname(configPath), { recursive: true });
   await writeFile(configPath, options.text ?? desiredText(1));
   const statusFile = path.join(dir, 'run', 'status.json');
   const { host, factories } = fakeHost();

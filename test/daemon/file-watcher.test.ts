@@ -40,7 +40,7 @@ async function quiet(watcherReads: () => number): Promise<void> {
   });
 }
 
-async function watched(t: Tap.Test, layout: (dir: string) => Promise<string>) {
+async function watched(t: { teardown: (fn: () => unknown) => void }, layout: (dir: string) => Promise<string>) {
   const dir = await mkdtemp(path.join(tmpdir(), 'tw-watch-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const file = await layout(dir);
