@@ -33,13 +33,12 @@ function siteDesired(side: 'a' | 'b', extra: Desired[] = []): Desired {
     side === 'a' ? ['172.16.0.18', '172.16.0.2', 1, 2] : ['172.16.0.2', '172.16.0.18', 2, 1];
   const connections = Array.from({ length: CONNECTIONS }, (_, index) => ({
     name: `${side === 'a' ? 'a-to-b' : 'b-to-a'}-${index}`,
-    local: { address: local, subnets: [`10.${localNet}.${index}.0/24`] },
-    remote: { address: remote, subnets: [`10.${remoteNet}.${index}.0/24`] },
+    // Own identities per conn: the responder picks its conn by the identities it is shown, and
+    // stroke would merge conns with equal IKE settings into one (listed under the first name).
+    local: { address: local, id: `@${side}${index}.lab`, subnets: [`10.${localNet}.${index}.0/24`] },
+    remote: { address: remote, id: `@${side === 'a' ? 'b' : 'a'}${index}.lab`, subnets: [`10.${remoteNet}.${index}.0/24`] },
     psk: { file: PSK_FILE },
     initiate: side === 'a',
-    // stroke merges conns with equal IKE settings into one peer config (listed under the first
-    // conn's name); a distinct IKE lifetime keeps each one its own conn.
-    ikeLifetimeSeconds: 10_800 + index * 60,
   }));
   return {
     version: 1,
@@ -123,11 +122,17 @@ async function main(): Promise<void> {
     ],
   });
   let daemonPid: number | undefined;
+  let daemonLog = '';
   try {
     const a = lab.site('A');
     const b = lab.site('B');
     const work = path.join(lab.dir, 'desired');
     await mkdir(work, { recursive: true });
+    // charon (kernel-libipsec) routes each CHILD_SA from an address inside its local subnet.
+    for (let index = 1; index < CONNECTIONS; index += 1) {
+      await a.execOk(['ip', 'addr', 'add', `10.1.${index}.1/24`, 'dev', 'site0']);
+      await b.execOk(['ip', 'addr', 'add', `10.2.${index}.1/24`, 'dev', 'site0']);
+    }
     for (const site of [a, b]) {
       await site.execOk(['mkdir', '-p', '-m', '0700', path.dirname(PSK_FILE)]);
       await site.writeFile(PSK_FILE, 'bench-psk-not-a-real-secret\n', 0o600);
@@ -144,16 +149,22 @@ async function main(): Promise<void> {
     const child = spawn(
       'nsenter',
       [`--net=/run/netns/${a.netns}`, `--mount=${mountFile}`, '--wd=/', '--', 'node', CLI, 'run', '--config', fileA],
-      { env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' }, stdio: 'ignore' },
+      { env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' } },
     );
     daemonPid = child.pid!;
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      daemonLog = (daemonLog + chunk).slice(-20_000);
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      daemonLog = (daemonLog + chunk).slice(-20_000);
+    });
     await waitFor('10 connections established', async () => {
       const observed = await status(a);
       const up = observed?.ikeSas.filter(
         (sa) => sa.state === 'ESTABLISHED' && sa.children.some((childSa) => childSa.state === 'INSTALLED'),
       );
       return (up?.length ?? 0) >= CONNECTIONS;
-    });
+    }, 60_000);
     await waitFor('first pass recorded', () => passesDone(a) >= 1);
     console.log(`daemon bench: ${CONNECTIONS} connections established between two lab sites`);
 
@@ -212,6 +223,14 @@ async function main(): Promise<void> {
     child.kill('SIGTERM');
     await new Promise((resolve) => child.once('exit', resolve));
     daemonPid = undefined;
+  } catch (thrown) {
+    console.log(`daemon bench failed; the daemon's last log lines:\n${daemonLog.split('\n').slice(-15).join('\n')}`);
+    for (const name of ['A', 'B']) {
+      const site = lab.site(name);
+      console.log(`site ${name}:\n${(await site.exec(['ipsec', 'statusall'])).stdout}`);
+      console.log(`site ${name} charon log:\n${(await site.exec(['tail', '-n', '40', '/var/log/charon.log'])).stdout}`);
+    }
+    throw thrown;
   } finally {
     if (daemonPid !== undefined) process.kill(daemonPid, 'SIGKILL');
     await lab.destroy();
