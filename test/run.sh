@@ -14,10 +14,12 @@ npm run --silent build || exit 1
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-unit_dirs=$(ls -d test/*/ | grep -v -e fixtures -e '^test/lab/$' | tr '\n' ' ')
+unit_tests=$(find test -name '*.test.ts' -not -path 'test/lab/*' -not -path 'test/fixtures/*' | sort)
+lab_tests=$(find test/lab -name '*.test.ts' | sort)
 # shellcheck disable=SC2086
-npx tap run --disable-coverage --reporter=tap $unit_dirs 2>&1 | tee -a "$log" || status=1
-npx tap run --disable-coverage --reporter=tap --jobs=1 test/lab 2>&1 | tee -a "$log" || status=1
+npx tap run --disable-coverage --reporter=tap $unit_tests 2>&1 | tee -a "$log" || status=1
+# shellcheck disable=SC2086
+npx tap run --disable-coverage --reporter=tap --jobs=1 $lab_tests 2>&1 | tee -a "$log" || status=1
 
 sum() { grep -E '^# \{ total' "$log" | grep -o "$1: [0-9]*" | awk '{s+=$2} END {print s+0}'; }
 passed=$(sum pass); failed=$(sum fail); skipped=$(sum skip); todo=$(sum todo)
