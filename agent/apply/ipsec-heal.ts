@@ -3,12 +3,9 @@
  * socket answers, so a dead peer cannot hold them up; stroke is the fallback.
  * Every heal that restarts something ends by initiating the conn and waiting (bounded) for it.
  */
-import { ErrorCode, TunnelwardenError } from '../errors.js';
 import { openSaControl, type SaControl } from '../host/sa-control.js';
-import { readStrokeStatus } from '../observe/ipsec.js';
 import type { IpsecHealAction } from '../plan/actions.js';
-import { awaitEstablished, type IpsecApplyContext } from './ipsec.js';
-import { pollUntil } from './wait.js';
+import { awaitEstablished, controlStrongswan, type IpsecApplyContext } from './ipsec.js';
 
 async function withControl<T>(context: IpsecApplyContext, work: (control: SaControl) => Promise<T>): Promise<T> {
   const control = await openSaControl(context.run, context.logger);
@@ -28,19 +25,7 @@ async function restartIkeSa(context: IpsecApplyContext, conn: string): Promise<v
 }
 
 async function restartCharon(context: IpsecApplyContext, conn: string): Promise<void> {
-  await context.run(['ipsec', 'restart'], { timeoutMs: 30_000 });
-  const answered = await pollUntil(() => readStrokeStatus(context.run), {
-    timeoutMs: context.waits.startMs,
-    intervalMs: context.waits.pollIntervalMs,
-    sleep: context.sleep,
-  });
-  if (!answered) {
-    throw new TunnelwardenError(
-      'command-failed',
-      ErrorCode.charonNotAnswering,
-      `charon did not answer within ${context.waits.startMs} ms of ipsec restart`,
-    );
-  }
+  await controlStrongswan(context, 'restart');
   await withControl(context, (control) => control.initiate(conn));
   await awaitEstablished(context, conn);
 }

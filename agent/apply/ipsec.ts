@@ -76,12 +76,16 @@ async function appendIncludeLine(
   await context.files.write(file, `${base}${addition}`, mode);
 }
 
-async function startStrongswan(context: IpsecApplyContext): Promise<void> {
+/**
+ * Starts or restarts strongSwan and waits (bounded) until charon answers. Under systemd it goes
+ * through strongswan-starter.service, so charon never runs as a child of our (sandboxed) unit.
+ */
+export async function controlStrongswan(context: IpsecApplyContext, verb: 'start' | 'restart'): Promise<void> {
   const systemdBooted = (await context.files.mode(context.paths.systemdRunDir)) !== undefined;
   if (systemdBooted) {
-    await context.run(['systemctl', 'start', 'strongswan-starter.service'], { timeoutMs: 30_000 });
+    await context.run(['systemctl', verb, 'strongswan-starter.service'], { timeoutMs: 30_000 });
   } else {
-    await context.run(['ipsec', 'start'], { timeoutMs: 30_000 });
+    await context.run(['ipsec', verb], { timeoutMs: 30_000 });
   }
   const status = await pollUntil(() => readStatus(context.run), {
     timeoutMs: context.waits.startMs,
@@ -92,7 +96,7 @@ async function startStrongswan(context: IpsecApplyContext): Promise<void> {
     throw new TunnelwardenError(
       'command-failed',
       ErrorCode.charonNotAnswering,
-      `charon did not answer within ${context.waits.startMs} ms of being started`,
+      `charon did not answer within ${context.waits.startMs} ms of ${verb === 'start' ? 'being started' : 'a restart'}`,
     );
   }
 }
@@ -168,7 +172,7 @@ export async function applyIpsecAction(action: IpsecAction, context: IpsecApplyC
       await makeDirectory(dirname(action.target));
       return context.files.write(action.target, context.renderedSecrets, SECRETS_FILE_MODE);
     case 'start-strongswan':
-      return startStrongswan(context);
+      return controlStrongswan(context, 'start');
     case 'reload-conns':
       return reloadConns(context, action);
     case 'reread-secrets':
