@@ -20,14 +20,53 @@ export function loadDesiredState(text: string): LoadResult {
   try {
     document = JSON.parse(text);
   } catch (thrown) {
-    const reason = thrown instanceof Error ? thrown.message : String(thrown);
     return {
       ok: false,
-      errors: [{ severity: 'error', path: [], message: `is not JSON: ${reason}` }],
+      errors: [{ severity: 'error', path: [], message: `is not JSON: ${jsonErrorWithoutText(text, thrown)}` }],
       warnings: [],
     };
   }
   return validateDesiredState(document);
+}
+
+/**
+ * Why JSON.parse failed, with a line and column but never a stretch of the file: V8 quotes
+ * the input in some messages ("Unexpected token 's', "{"psk": s..." is not valid JSON"), and
+ * the input may hold a secret.
+ */
+function jsonErrorWithoutText(text: string, thrown: unknown): string {
+  const message = thrown instanceof Error ? thrown.message : String(thrown);
+  // Keep only the words before any quote of the input or position: "Unexpected token 's'",
+  // "Unterminated string", "Expected property name or '}'".
+  const reason = (message.split(/ in JSON|, "|"/)[0] ?? 'invalid JSON').trim();
+  const position = /at position (\d+)/.exec(message)?.[1];
+  const token = /^Unexpected token '(.)'/.exec(message)?.[1];
+  let offset = position !== undefined ? Number(position) : undefined;
+  if (offset === undefined && token !== undefined) {
+    offset = firstOffsetOutsideStrings(text, token);
+  }
+  if (offset === undefined) return reason;
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  const column = offset - before.lastIndexOf('\n');
+  return `${reason.replace(/^Unexpected token '.'/, 'unexpected character')} at line ${line}, column ${column}`;
+}
+
+/** Offset of the first `character` outside a JSON string literal, if any. */
+function firstOffsetOutsideStrings(text: string, character: string): number | undefined {
+  let inString = false;
+  for (let index = 0; index < text.length; index += 1) {
+    const current = text[index];
+    if (inString) {
+      if (current === '\\') index += 1;
+      else if (current === '"') inString = false;
+    } else if (current === '"') {
+      inString = true;
+    } else if (current === character) {
+      return index;
+    }
+  }
+  return undefined;
 }
 
 /** Validates an already-parsed document. Never throws. */

@@ -552,6 +552,19 @@ t.test('text that is not JSON is an error on the whole document', async (t) => {
   t.same(warnings, []);
 });
 
+t.test('a JSON error gives line and column but never quotes the file, which may hold a secret', async (t) => {
+  const cases: [string, string][] = [
+    ['{"psk": TopSecretPsk99}', 'error: (document): is not JSON: unexpected character at line 1, column 9'],
+    ['{\n  "psk": "TopSecretPsk99', 'error: (document): is not JSON: Unterminated string at line 2, column 25'],
+    ['{"a": 1,}', 'error: (document): is not JSON: Expected double-quoted property name at line 1, column 9'],
+  ];
+  for (const [text, expected] of cases) {
+    const { errors } = lines(loadDesiredState(text));
+    t.same(errors, [expected], JSON.stringify(text));
+    t.notMatch(errors[0], 'TopSecret');
+  }
+});
+
 t.test('an empty or blank file is an error, not an empty desired state', async (t) => {
   for (const text of ['', ' \n\t\n']) {
     t.same(
