@@ -14,6 +14,7 @@ import { probeOnce } from '../observe/probe.js';
 import type { IpsecAction, IpsecHealAction } from '../plan/actions.js';
 import { decideHeal, type HealAction } from '../plan/heal.js';
 import { findConnProblems } from '../plan/health.js';
+import { ikeSasOfConn } from '../plan/ipsec.js';
 import {
   freshConnHealth,
   recordCounters,
@@ -65,8 +66,7 @@ function toIpsecAction(heal: HealAction): IpsecHealAction | undefined {
  * A responder's half-open IKE_SA has no conn yet (stroke prints "(unnamed)") until IKE_AUTH
  * arrives; it belongs to the conn whose peer address it comes from.
  */
-function belongsTo(sa: IkeSa, connection: SiteToSiteConnection): boolean {
-  if (sa.conn === connection.name) return true;
+function isHalfOpenFrom(sa: IkeSa, connection: SiteToSiteConnection): boolean {
   return (
     sa.conn === UNNAMED_IKE_SA &&
     sa.state === 'CONNECTING' &&
@@ -76,11 +76,8 @@ function belongsTo(sa: IkeSa, connection: SiteToSiteConnection): boolean {
 }
 
 function isUp(connection: SiteToSiteConnection, observed: IpsecObservation): boolean {
-  return observed.status.ikeSas.some(
-    (sa) =>
-      sa.conn === connection.name &&
-      sa.state === 'ESTABLISHED' &&
-      sa.children.some((child) => child.state === 'INSTALLED'),
+  return ikeSasOfConn(observed.status.ikeSas, connection.name).some(
+    (sa) => sa.state === 'ESTABLISHED' && sa.children.some((child) => child.state === 'INSTALLED'),
   );
 }
 
@@ -109,7 +106,8 @@ export async function planHealth(options: {
   for (const connection of desired.ipsec?.connections ?? []) {
     const name = connection.name;
     const state = structuredClone(options.previous.conns[name] ?? freshConnHealth());
-    const sas = observed.status.ikeSas.filter((sa) => belongsTo(sa, connection));
+    const halfOpen = observed.status.ikeSas.filter((sa) => isHalfOpenFrom(sa, connection));
+    const sas = [...ikeSasOfConn(observed.status.ikeSas, name), ...halfOpen];
 
     if (connection.probe && isUp(connection, observed)) {
       const result = await probeOnce(options.run, connection.probe);

@@ -14,7 +14,7 @@ import type { FileStore } from '../host/files.js';
 import { readStrokeStatus } from '../observe/ipsec.js';
 import type { StrongswanStatus } from '../observe/parse/types.js';
 import type { IpsecAction } from '../plan/actions.js';
-import { CONF_FILE_MODE, SECRETS_FILE_MODE } from '../plan/ipsec.js';
+import { CONF_FILE_MODE, SECRETS_FILE_MODE, ikeSasOfConn, loadedConnsByName } from '../plan/ipsec.js';
 import { applyHealAction } from './ipsec-heal.js';
 import { pollUntil, type Sleep } from './wait.js';
 
@@ -55,11 +55,8 @@ const defaultMakeDirectory = async (path: string) => {
 const readStatus = readStrokeStatus;
 
 function isUp(status: StrongswanStatus, name: string): boolean {
-  return status.ikeSas.some(
-    (sa) =>
-      sa.conn === name &&
-      sa.state === 'ESTABLISHED' &&
-      sa.children.some((child) => child.state === 'INSTALLED'),
+  return ikeSasOfConn(status.ikeSas, name).some(
+    (sa) => sa.state === 'ESTABLISHED' && sa.children.some((child) => child.state === 'INSTALLED'),
   );
 }
 
@@ -106,36 +103,48 @@ async function reloadConns(
   action: Extract<IpsecAction, { type: 'reload-conns' }>,
 ): Promise<void> {
   await context.run(['ipsec', 'update']);
+  await awaitLoaded(context, action.expectLoaded, action.expectUnloaded, 'reload-conns');
+}
+
+/** Waits (bounded) until charon lists exactly what was expected; warns on timeout. */
+async function awaitLoaded(
+  context: IpsecApplyContext,
+  expectLoaded: readonly string[],
+  expectUnloaded: readonly string[],
+  action: string,
+): Promise<void> {
   const settled = await pollUntil(
     async () => {
       const status = await readStatus(context.run);
       if (!status) return undefined;
-      const loaded = new Set(status.connections.map((conn) => conn.name));
+      const loaded = loadedConnsByName(status.connections);
       const done =
-        action.expectLoaded.every((name) => loaded.has(name)) &&
-        action.expectUnloaded.every((name) => !loaded.has(name));
+        expectLoaded.every((name) => loaded.has(name)) && expectUnloaded.every((name) => !loaded.has(name));
       return done ? true : undefined;
     },
     { timeoutMs: context.waits.reloadMs, intervalMs: context.waits.pollIntervalMs, sleep: context.sleep },
   );
   if (!settled) {
-    context.logger.warn(
-      { resource: 'ipsec', action: 'reload-conns', waited_ms: context.waits.reloadMs },
-      'conns not settled after reload',
-    );
+    context.logger.warn({ resource: 'ipsec', action, waited_ms: context.waits.reloadMs }, 'conns not settled');
   }
 }
 
 async function terminate(context: IpsecApplyContext, name: string): Promise<void> {
-  await context.run(['ipsec', 'down', name], {
-    timeoutMs: context.waits.terminateMs + 5_000,
-    allowFailure: true,
-  });
+  // `down NAME` ends IKE_SAs of that name; `down NAME{*}` the CHILD_SAs of a conn that was
+  // merged into another conn's IKE_SA.
+  for (const selector of [name, `${name}{*}`]) {
+    await context.run(['ipsec', 'down', selector], {
+      timeoutMs: context.waits.terminateMs + 5_000,
+      allowFailure: true,
+    });
+  }
   await pollUntil(
     async () => {
       const status = await readStatus(context.run);
       if (!status) return true;
-      const left = status.ikeSas.some((sa) => sa.conn === name && sa.state !== 'DELETING' && sa.state !== 'DESTROYING');
+      const left = ikeSasOfConn(status.ikeSas, name).some(
+        (sa) => sa.state !== 'DELETING' && sa.state !== 'DESTROYING' && (sa.conn === name || sa.children.length > 0),
+      );
       return left ? undefined : true;
     },
     { timeoutMs: context.waits.terminateMs, intervalMs: context.waits.pollIntervalMs, sleep: context.sleep },
@@ -172,7 +181,8 @@ export async function applyIpsecAction(action: IpsecAction, context: IpsecApplyC
       await makeDirectory(dirname(action.target));
       return context.files.write(action.target, context.renderedSecrets, SECRETS_FILE_MODE);
     case 'start-strongswan':
-      return controlStrongswan(context, 'start');
+      await controlStrongswan(context, 'start');
+      return awaitLoaded(context, action.expectLoaded, [], 'start-strongswan');
     case 'reload-conns':
       return reloadConns(context, action);
     case 'reread-secrets':

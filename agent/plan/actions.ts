@@ -36,7 +36,14 @@ export type IpsecAction =
       detail?: string;
     }
   | { resource: 'ipsec'; type: 'write-secrets'; target: string; entries: number; reason: string; detail?: string }
-  | { resource: 'ipsec'; type: 'start-strongswan'; target: 'charon'; reason: string; detail?: string }
+  | {
+      resource: 'ipsec';
+      type: 'start-strongswan';
+      target: 'charon';
+      expectLoaded: string[];
+      reason: string;
+      detail?: string;
+    }
   | {
       resource: 'ipsec';
       type: 'reload-conns';

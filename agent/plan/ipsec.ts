@@ -122,6 +122,32 @@ function describeSas(sas: IkeSa[]): string {
   return sas.map((sa) => `#${sa.uniqueId} ${sa.state}`).join(', ');
 }
 
+/**
+ * Loaded conns by name. strongSwan merges a conn whose IKE settings equal an earlier conn's into
+ * that conn's config ("added child to existing configuration"): it is then listed only as a
+ * child of the earlier one, with the earlier one's addresses.
+ */
+export function loadedConnsByName(connections: readonly LoadedConn[]): Map<string, LoadedConn> {
+  const byName = new Map<string, LoadedConn>();
+  for (const conn of connections) byName.set(conn.name, conn);
+  for (const conn of connections) {
+    for (const child of conn.children) {
+      if (!byName.has(child.name)) byName.set(child.name, { ...conn, name: child.name, children: [child] });
+    }
+  }
+  return byName;
+}
+
+/**
+ * The IKE_SAs that carry a conn, each with only that conn's CHILD_SAs: its own IKE_SAs, and
+ * those of the conn it was merged into that hold CHILD_SAs of its name.
+ */
+export function ikeSasOfConn(ikeSas: readonly IkeSa[], name: string): IkeSa[] {
+  return ikeSas
+    .filter((sa) => sa.conn === name || sa.children.some((child) => child.conn === name))
+    .map((sa) => ({ ...sa, children: sa.children.filter((child) => child.conn === name) }));
+}
+
 /** Plans the ipsec resource. Throws TunnelwardenError when strongSwan is not installed. */
 export function planIpsec(input: IpsecPlanInput): IpsecAction[] {
   const { desired, observed, paths } = input;
@@ -141,8 +167,8 @@ export function planIpsec(input: IpsecPlanInput): IpsecAction[] {
 
   const actions: IpsecAction[] = [];
   const status = observed.status;
-  const sasOf = (name: string) => status.ikeSas.filter((sa) => sa.conn === name);
-  const loaded = new Map(status.connections.map((conn) => [conn.name, conn]));
+  const sasOf = (name: string) => ikeSasOfConn(status.ikeSas, name);
+  const loaded = loadedConnsByName(status.connections);
   const removed = [...previousSections.keys()].filter((name) => !desiredNames.includes(name));
 
   for (const name of removed) {
@@ -217,6 +243,7 @@ export function planIpsec(input: IpsecPlanInput): IpsecAction[] {
       resource: 'ipsec',
       type: 'start-strongswan',
       target: 'charon',
+      expectLoaded,
       reason: 'charon is not running',
     });
   } else {

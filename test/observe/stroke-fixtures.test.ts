@@ -284,6 +284,60 @@ const EXPECTED: Record<string, StrongswanStatus> = {
       }),
     ],
   }),
+  // Two conns with equal IKE settings: strongSwan lists the second as a child of the first and
+  // runs both CHILD_SAs under one IKE_SA.
+  'lab-stroke-statusall-merged-conns.txt': statusAll({
+    uptimeSeconds: 0,
+    listeningAddresses: ['172.16.0.18', '10.1.0.1', '10.11.0.1'],
+    counts: { up: 1, connecting: 0 },
+    connections: [
+      {
+        ...LOADED_A_TO_B,
+        children: [
+          ...LOADED_A_TO_B.children,
+          { name: 'a-to-b-2', localTs: ['10.11.0.0/16'], remoteTs: ['10.12.0.0/16'], mode: 'TUNNEL' },
+        ],
+      },
+    ],
+    ikeSas: [
+      ikeSa({
+        uniqueId: 1,
+        state: 'ESTABLISHED',
+        establishedSecondsAgo: 0,
+        ikeVersion: 2,
+        initiatorSpi: '70afe24976406ab2',
+        responderSpi: 'fd2ada410cf50238',
+        isInitiator: true,
+        rekeyInSeconds: 7200,
+        children: [
+          installed({
+            uniqueId: 1,
+            spiIn: '2a1c2a64',
+            spiOut: '937e85c7',
+            bytesIn: 84,
+            packetsIn: 1,
+            lastInSecondsAgo: 0,
+            bytesOut: 84,
+            packetsOut: 1,
+            lastOutSecondsAgo: 0,
+            rekeyInSeconds: 2700,
+          }),
+          installed({
+            conn: 'a-to-b-2',
+            uniqueId: 2,
+            reqid: 2,
+            spiIn: '8c8c4e3e',
+            spiOut: 'cc27f3d1',
+            localTs: ['10.11.0.0/16'],
+            remoteTs: ['10.12.0.0/16'],
+            bytesIn: 0,
+            bytesOut: 0,
+            rekeyInSeconds: 2520,
+          }),
+        ],
+      }),
+    ],
+  }),
   // The log of `ipsec up`, not a status: nothing in it may pass for an SA.
   'lab-stroke-up-established.txt': status({}),
 };

@@ -10,6 +10,7 @@ import { DEFAULT_PATHS } from '../../agent/model/paths.js';
 import type { DesiredState } from '../../agent/model/schema.js';
 import type { IpsecObservation } from '../../agent/observe/ipsec.js';
 import { includeLine } from '../../agent/observe/ipsec.js';
+import { parseStrokeStatus } from '../../agent/observe/parse/stroke.js';
 import type { IkeSa, StrongswanStatus } from '../../agent/observe/parse/types.js';
 import { connSections, planIpsec } from '../../agent/plan/ipsec.js';
 import { renderIpsecConf } from '../../agent/plan/ipsec-render.js';
@@ -266,4 +267,24 @@ t.test('a loaded address spelt differently is the same address, not a stale conn
   t.same(plan(desired, observed), []);
   observed.status.connections[0]!.remoteAddress = '2001:db8::3';
   t.match(plan(desired, observed)[0]?.reason, /loaded with remote address 2001:db8::3, want 2001:DB8:0::2/);
+});
+
+t.test('a conn strongSwan merged into another conn is loaded and up, so nothing is planned', async (t) => {
+  const capture = readFileSync(
+    path.join(repo, 'test', 'fixtures', 'strongswan-5.9.8-libipsec', 'lab-stroke-statusall-merged-conns.txt'),
+    'utf8',
+  );
+  const desired = example('site-a.json', (document) => {
+    const second = structuredClone(document.ipsec.connections[0]);
+    second.name = 'a-to-b-2';
+    second.local.subnets = ['10.11.0.0/16'];
+    second.remote.subnets = ['10.12.0.0/16'];
+    delete second.probe;
+    document.ipsec.connections.push(second);
+  });
+  const observed = { ...convergedA(desired), status: parseStrokeStatus(capture) };
+  t.same(plan(desired, observed), []);
+  const withoutSecondChild = parseStrokeStatus(capture);
+  withoutSecondChild.ikeSas[0]!.children.pop();
+  t.same(kinds(plan(desired, { ...observed, status: withoutSecondChild })), ['initiate a-to-b-2']);
 });
