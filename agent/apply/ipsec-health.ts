@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import type { DesiredState, SiteToSiteConnection } from '../model/schema.js';
 import type { CommandRunner } from '../host/exec.js';
+import type { ProbeLog } from './reconciler.js';
 import type { IpsecObservation } from '../observe/ipsec.js';
 import { parseXfrmPolicy, parseXfrmState } from '../observe/parse/xfrm.js';
 import type { IkeSa, XfrmPolicy, XfrmState } from '../observe/parse/types.js';
@@ -92,6 +93,8 @@ export async function planHealth(options: {
   previous: HealthStateFile;
   run: CommandRunner;
   logger: Logger;
+  /** A probe monitor's readings, when one runs (the daemon). */
+  probes?: ProbeLog;
   nowMs: number;
   random: () => number;
 }): Promise<HealthPlan> {
@@ -109,7 +112,17 @@ export async function planHealth(options: {
     const halfOpen = observed.status.ikeSas.filter((sa) => isHalfOpenFrom(sa, connection));
     const sas = [...ikeSasOfConn(observed.status.ikeSas, name), ...halfOpen];
 
-    if (connection.probe && isUp(connection, observed)) {
+    const monitored = options.probes?.latest(name);
+    const monitorIsCurrent =
+      monitored !== undefined &&
+      connection.probe !== undefined &&
+      monitored.atMs > (state.lastHeal?.atMs ?? 0) &&
+      options.nowMs - monitored.atMs <= 2 * connection.probe.intervalMs;
+    if (monitorIsCurrent) {
+      // The daemon's monitor probed moments ago (and confirmed any loss): no need to wait on
+      // another probe here.
+      state.probe = { ...state.probe, consecutiveLosses: monitored.consecutiveLosses, lastAtMs: monitored.atMs };
+    } else if (connection.probe && isUp(connection, observed)) {
       const result = await probeOnce(options.run, connection.probe);
       state.probe = recordProbe(state.probe, result, options.nowMs);
     }

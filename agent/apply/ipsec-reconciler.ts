@@ -6,6 +6,7 @@ import { ErrorCode, TunnelwardenError } from '../errors.js';
 import { formatFinding } from '../model/load.js';
 import type { DesiredState } from '../model/schema.js';
 import { sha256 } from '../host/files.js';
+import { checkRoadWarriorCredentials } from '../host/certificates.js';
 import { resolveSecrets } from '../host/secrets.js';
 import { observeIpsec } from '../observe/ipsec.js';
 import type { IpsecAction } from '../plan/actions.js';
@@ -46,7 +47,13 @@ export function createIpsecReconciler(waits: IpsecWaits = DEFAULT_IPSEC_WAITS): 
       );
     }
     warnings.push(...resolution.warnings.map(formatFinding));
-    const secrets = renderIpsecSecrets(desired, resolution.secrets);
+    const credentials = await checkRoadWarriorCredentials(desired, { mode: 'required', nowMs: Date.now() });
+    warnings.push(...credentials.warnings.map(formatFinding));
+    if (credentials.errors.length > 0) {
+      const message = credentials.errors.map(formatFinding).join('; ');
+      throw new TunnelwardenError('invalid-config', ErrorCode.certificateInvalid, message);
+    }
+    const secrets = renderIpsecSecrets(desired, resolution.secrets, credentials.keyType);
     rendered = {
       conf: renderIpsecConf(desired),
       secrets,
@@ -75,6 +82,7 @@ export function createIpsecReconciler(waits: IpsecWaits = DEFAULT_IPSEC_WAITS): 
         previous: healthState ?? (healthOnDisk = await readHealthState(ports.paths, ports.files)),
         run: ports.run,
         logger: ports.logger,
+        probes: ports.probes,
         nowMs: Date.now(),
         random: Math.random,
       });

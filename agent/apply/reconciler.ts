@@ -20,6 +20,19 @@ export interface HostPorts {
   sleep?: Sleep;
   /** Creates a directory with parents (mode 0755); injected for tests. */
   makeDirectory?: (path: string) => Promise<void>;
+  /** Recent probe results from a monitor running between passes (the daemon's). */
+  probes?: ProbeLog;
+}
+
+/** One conn's latest probe standing, as a probe monitor saw it. */
+export interface ProbeReading {
+  consecutiveLosses: number;
+  atMs: number;
+}
+
+/** What a pass may ask of a probe monitor instead of probing itself. */
+export interface ProbeLog {
+  latest(conn: string): ProbeReading | undefined;
 }
 
 /** Visiting order: the transit link first, LXD's NAT off before our masquerade, IPsec last. */

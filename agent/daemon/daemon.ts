@@ -2,7 +2,8 @@
  * `tunnelwarden run`: the long-running agent. One full pass at start, then a pass whenever
  * something says "look now": the desired-state file changed (file-watcher.ts), the schedule
  * ticked (schedule.ts), SIGHUP arrived, a failed pass asks for a retry, or a caller of
- * `trigger(reason)` (the seam for strongSwan's vici events). Passes run one at a time and
+ * `trigger(reason)`, charon's vici events for an SA going down (vici-watch.ts), or the probe
+ * monitor finding a tunnel that carries nothing (probe-monitor.ts). Passes run one at a time and
  * triggers arriving during a pass fold into one more pass (pass-queue.ts).
  *
  * Each pass reads the desired file afresh (desired-source.ts: the last valid state is kept and
@@ -29,6 +30,8 @@ import type { CommandRunner } from '../host/exec.js';
 import { createDesiredSource, shortHash, type DesiredSnapshot } from './desired-source.js';
 import { watchDesiredFile, type DesiredFileWatcher } from './file-watcher.js';
 import { createPassQueue, type TriggerReason } from './pass-queue.js';
+import { createProbeMonitor } from './probe-monitor.js';
+import { watchViciEvents } from './vici-watch.js';
 import { scheduleFullPasses } from './schedule.js';
 import type { ServiceNotifier } from './service-notify.js';
 import { writeStatusFile, type DaemonStatus, type LastPass, type PassOutcome } from './status-file.js';
@@ -59,6 +62,10 @@ export interface DaemonOptions {
   stallLimitMs?: number;
   /** Default FIRST_RETRY_DELAY_MS. */
   firstRetryDelayMs?: number;
+  /** Listen to charon's vici events for SAs going down (default true). */
+  watchCharon?: boolean;
+  /** charon's vici socket; default /run/charon.vici. */
+  viciSocket?: string;
 }
 
 export interface Daemon {
@@ -143,7 +150,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       control.lastProgressAt = performance.now();
     }
   };
-  const ports: HostPorts = { ...options.ports, run: trackedRun };
+  const queueTrigger = (reason: TriggerReason) => queue.trigger(reason);
+  const probes = createProbeMonitor({
+    run: options.ports.run,
+    logger,
+    onDead: () => queueTrigger('probe'),
+  });
+  const ports: HostPorts = { ...options.ports, run: trackedRun, probes };
+  const viciWatch =
+    options.watchCharon === false
+      ? undefined
+      : watchViciEvents({ logger, onDown: () => queueTrigger('vici'), socketPath: options.viciSocket });
   const source = createDesiredSource({
     path: options.configPath,
     savedCopyPath: join(ports.paths.stateDir, SAVED_DESIRED_FILE),
@@ -242,6 +259,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       return;
     }
 
+    probes.follow(desired.state);
     passId += 1;
     logger.debug({ pass: passId, trigger: triggers, enforcing: status.enforcingSha256 }, 'pass started');
     const result = await runPass(desired.state, ports, { factories: guardedFactories(factories, control) });
@@ -311,6 +329,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       logger.info({ reason: why, pass_running: queue.running }, 'daemon stopping');
       clearTimeout(retryTimer);
       clearInterval(watchdogTimer);
+      probes.stop();
+      viciWatch?.stop();
       await options.notifier.stopping();
       await cronTask?.destroy();
       await watcher?.close();

@@ -325,13 +325,21 @@ t.test('the daemon keeps site A as declared in a two-site lab', { skip }, async 
   await t.test('SIGHUP triggers a pass', async (t) => {
     await waitFor('a-to-b up before', () => tunnelUp(a, 'a-to-b'));
     const mark = daemon.entries.length;
-    await a.execOk(['ipsec', 'down', 'a-to-b']);
     daemon.signal('SIGHUP');
     const pass = await waitFor('signal pass', () =>
       daemon.find((entry) => entry.msg === 'pass started' && entry.trigger.includes('signal'), mark),
     );
     t.ok(pass, `pass ${pass.pass} triggered by ${pass.trigger.join('+')}`);
-    const healed = await waitFor('the signal pass initiates a-to-b', () =>
+  });
+
+  await t.test('an SA going down is initiated again at once, on charon\'s vici event', async (t) => {
+    await waitFor('a-to-b up before', () => tunnelUp(a, 'a-to-b'));
+    const mark = daemon.entries.length;
+    await a.execOk(['ipsec', 'down', 'a-to-b']);
+    const pass = await waitFor('vici pass', () =>
+      daemon.find((entry) => entry.msg === 'pass started' && entry.trigger.includes('vici'), mark),
+    );
+    const healed = await waitFor('the vici pass initiates a-to-b', () =>
       daemon.find((entry) => entry.msg === 'action applied' && entry.action === 'initiate', mark),
     );
     t.equal(healed.pass, pass.pass, 'resource lines carry the same pass id as the daemon line');

@@ -1,0 +1,74 @@
+/**
+ * Listens to charon's vici events so the daemon heals the moment an SA goes down (deleted by
+ * the peer, expired, terminated by hand) instead of at the next scheduled pass. Any
+ * ike-updown or child-updown event saying "down" asks for a pass; so does the subscription
+ * ending (charon stopped or restarted). While charon's socket is absent it tries again every
+ * RECONNECT_DELAY_MS.
+ */
+import type { Logger } from 'pino';
+import { DEFAULT_VICI_SOCKET, ViciClient, type ViciSubscription } from '../host/vici.js';
+import { ikeSasFromViciEvent } from '../observe/vici-sas.js';
+
+export const RECONNECT_DELAY_MS = 2_000;
+
+export interface ViciWatch {
+  stop(): void;
+}
+
+export function watchViciEvents(options: {
+  logger: Logger;
+  /** Called with the conn name (or "charon") whenever something went down. */
+  onDown: (what: string) => void;
+  socketPath?: string;
+}): ViciWatch {
+  let stopped = false;
+  let subscription: ViciSubscription | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let wasConnected = false;
+
+  const retryLater = () => {
+    if (stopped) return;
+    timer = setTimeout(() => void connect(), RECONNECT_DELAY_MS);
+    timer.unref();
+  };
+
+  async function connect(): Promise<void> {
+    let client: ViciClient | undefined;
+    try {
+      client = await ViciClient.connect(options.socketPath ?? DEFAULT_VICI_SOCKET, { timeoutMs: 5_000 });
+      subscription = await client.subscribe(['ike-updown', 'child-updown'], (event) => {
+        const change = ikeSasFromViciEvent(event.message);
+        if (change && !change.up) {
+          options.logger.info({ resource: 'ipsec', conn: change.ikeSa.conn, event: event.name }, 'SA went down');
+          options.onDown(change.ikeSa.conn);
+        }
+      });
+    } catch (thrown) {
+      if (wasConnected) options.logger.debug({ err: thrown }, 'vici not reachable yet');
+      retryLater();
+      return;
+    } finally {
+      client?.close();
+    }
+    if (stopped) {
+      subscription.close();
+      return;
+    }
+    wasConnected = true;
+    options.logger.debug({ socket: options.socketPath ?? DEFAULT_VICI_SOCKET }, 'listening to vici events');
+    const error = await subscription.ended;
+    if (stopped) return;
+    options.logger.info({ code: error?.code }, 'vici event stream ended; charon stopped or restarted');
+    options.onDown('charon');
+    retryLater();
+  }
+
+  void connect();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      subscription?.close();
+    },
+  };
+}
