@@ -15,8 +15,11 @@ import { createLogger, type LogLevel } from '../log.js';
 import { describeAction, formatAction } from '../plan/actions.js';
 import { runPass, type PassResult } from '../apply/pass.js';
 import { packageVersion } from './version.js';
+import { OBSERVE_SOURCES, observeForReport, type ObserveFiles } from './observe-command.js';
 import { RUN_DEFAULTS, runCommand } from '../daemon/run-command.js';
 import { buildStatusReport, formatStatusReport } from '../daemon/status-report.js';
+import { CLIENT_PROFILE_FORMATS, type ClientProfileFormat } from '../plan/client-profile.js';
+import { buildClientProfile, validateHostFiles } from './roadwarrior.js';
 
 export const EXIT = { ok: 0, invalid: 1, usage: 2, notConverged: 3, failed: 4 } as const;
 
@@ -70,11 +73,13 @@ function buildProgram(): Command {
     .command('validate')
     .description('check desired-state files; exit 0 when all are valid (warnings are printed)')
     .argument('<file...>', 'desired-state JSON files')
-    .action(async (files: string[]) => {
+    .option('--host-checks', 'require the road-warrior certificate files here (default: check them when present)')
+    .action(async (files: string[], options: { hostChecks?: boolean }) => {
       let invalid = 0;
       for (const file of files) {
         try {
-          await loadOrExit(file);
+          const state = await loadOrExit(file);
+          if (!(await validateHostFiles(file, state, options.hostChecks === true, err))) throw new ExitRequest(EXIT.invalid);
           out(`${file}: valid`);
         } catch (thrown) {
           if (!(thrown instanceof ExitRequest)) throw thrown;
@@ -174,6 +179,32 @@ function buildProgram(): Command {
       });
       out(options.json ? JSON.stringify(report, null, 2) : formatStatusReport(report).trimEnd());
     });
+
+  program
+    .command('client-profile')
+    .description('print what a road-warrior client needs to connect; the password only with --include-password')
+    .argument('<name>', "the client's EAP identity")
+    .requiredOption('--config <file>', 'desired-state JSON file')
+    .addOption(new Option('--format <format>', 'profile format').choices(CLIENT_PROFILE_FORMATS).default('mobileconfig'))
+    .option('--include-password', "put the client's password into the profile")
+    .option('--remote-address <address>', 'address or DNS name clients dial (default: the server id)')
+    .action(async (name: string, options: { config: string; format: ClientProfileFormat; includePassword?: boolean; remoteAddress?: string }) => {
+      process.stdout.write(await buildClientProfile(await loadOrExit(options.config), name, options, err));
+    });
+
+  const observe = program
+    .command('observe')
+    .description(
+      'print the observed strongSwan and xfrm state as JSON; with file flags, parse captured outputs instead',
+    )
+    .addOption(logLevelOption());
+  for (const source of OBSERVE_SOURCES) {
+    observe.option(`${source.flag} <file>`, `parse this captured \`${source.argv.join(' ')}\` output`);
+  }
+  observe.action(async (options: ObserveFiles & { logLevel: LogLevel }) => {
+    const logger = createLogger({ level: options.logLevel });
+    out(JSON.stringify(await observeForReport(options, createCommandRunner(logger)), null, 2));
+  });
 
   program
     .command('schema')

@@ -160,7 +160,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const viciWatch =
     options.watchCharon === false
       ? undefined
-      : watchViciEvents({ logger, onDown: () => queueTrigger('vici'), socketPath: options.viciSocket });
+      : watchViciEvents({ logger, onChange: () => queueTrigger('vici'), socketPath: options.viciSocket });
   const source = createDesiredSource({
     path: options.configPath,
     savedCopyPath: join(ports.paths.stateDir, SAVED_DESIRED_FILE),

@@ -1,8 +1,9 @@
 /**
  * Listens to charon's vici events so the daemon heals the moment an SA goes down (deleted by
- * the peer, expired, terminated by hand) instead of at the next scheduled pass. Any
- * ike-updown or child-updown event saying "down" asks for a pass; so does the subscription
- * ending (charon stopped or restarted). While charon's socket is absent it tries again every
+ * the peer, expired, terminated by hand) instead of at the next scheduled pass, and looks at
+ * once when one comes up (a peer that lost its state and initiated anew leaves a duplicate).
+ * Every ike-updown or child-updown event asks for a pass; so does the subscription ending
+ * (charon stopped or restarted). While charon's socket is absent it tries again every
  * RECONNECT_DELAY_MS.
  */
 import type { Logger } from 'pino';
@@ -17,8 +18,8 @@ export interface ViciWatch {
 
 export function watchViciEvents(options: {
   logger: Logger;
-  /** Called with the conn name (or "charon") whenever something went down. */
-  onDown: (what: string) => void;
+  /** Called with the conn name (or "charon") whenever an SA went up or down. */
+  onChange: (what: string) => void;
   socketPath?: string;
 }): ViciWatch {
   let stopped = false;
@@ -38,10 +39,12 @@ export function watchViciEvents(options: {
       client = await ViciClient.connect(options.socketPath ?? DEFAULT_VICI_SOCKET, { timeoutMs: 5_000 });
       subscription = await client.subscribe(['ike-updown', 'child-updown'], (event) => {
         const change = ikeSasFromViciEvent(event.message);
-        if (change && !change.up) {
-          options.logger.info({ resource: 'ipsec', conn: change.ikeSa.conn, event: event.name }, 'SA went down');
-          options.onDown(change.ikeSa.conn);
-        }
+        if (!change) return;
+        options.logger.info(
+          { resource: 'ipsec', conn: change.ikeSa.conn, event: event.name, up: change.up },
+          change.up ? 'SA came up' : 'SA went down',
+        );
+        options.onChange(change.ikeSa.conn);
       });
     } catch (thrown) {
       if (wasConnected) options.logger.debug({ err: thrown }, 'vici not reachable yet');
@@ -59,7 +62,7 @@ export function watchViciEvents(options: {
     const error = await subscription.ended;
     if (stopped) return;
     options.logger.info({ code: error?.code }, 'vici event stream ended; charon stopped or restarted');
-    options.onDown('charon');
+    options.onChange('charon');
     retryLater();
   }
 

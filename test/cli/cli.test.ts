@@ -100,3 +100,23 @@ t.test('an unknown command or option is a usage error', async (t) => {
   t.equal(cli('frobnicate').code, 2);
   t.equal(cli('plan', '--no-such-flag', 'x.json').code, 2);
 });
+
+t.test('observe parses captured outputs given as files into JSON', async (t) => {
+  const fixtures = path.join('test', 'fixtures', 'strongswan-5.9.8-libipsec');
+  const result = cli(
+    'observe',
+    '--ipsec-statusall',
+    path.join(fixtures, 'stroke-statusall-established.txt'),
+    '--swanctl-list-sas',
+    path.join(fixtures, 'swanctl-list-sas-established.txt'),
+  );
+  t.equal(result.code, 0, result.stderr);
+  const report = JSON.parse(result.stdout);
+  t.same(Object.keys(report), ['ipsecStatusall', 'swanctlListSas'], 'only what was given');
+  t.equal(report.ipsecStatusall.ikeSas[0].state, 'ESTABLISHED');
+  t.equal(report.ipsecStatusall.ikeSas[0].children[0].spiIn, 'f7ec1834');
+  t.equal(report.swanctlListSas[0].children[0].bytesIn, 336);
+  const missing = cli('observe', '--xfrm-state', path.join(scratch, 'none.txt'));
+  t.equal(missing.code, 4);
+  t.match(missing.stderr, /none\.txt/);
+});
