@@ -97,18 +97,20 @@ export async function runPass(
   }
   if (options.dryRun) return { ...result, remaining: result.actions };
 
-  for (const reconciler of reconcilers) {
-    try {
-      await reconciler.settle?.(passPorts);
-    } catch (thrown) {
-      fail(reconciler.resource, thrown);
-    }
-  }
 
   for (const reconciler of applied) {
     if (result.failures.some((failure) => failure.resource === reconciler.resource)) continue;
     try {
       result.remaining.push(...(await reconciler.plan(desired, passPorts)));
+    } catch (thrown) {
+      fail(reconciler.resource, thrown);
+    }
+  }
+
+  // After verification, so what it learnt (a conn found healthy again) is what is kept.
+  for (const reconciler of reconcilers) {
+    try {
+      await reconciler.settle?.(passPorts);
     } catch (thrown) {
       fail(reconciler.resource, thrown);
     }

@@ -1,7 +1,8 @@
 /**
  * Between passes, the daemon probes every conn it initiates that has a probe, at the conn's
  * `intervalMs`. A lost probe is confirmed at once by another (not after a whole interval);
- * when `lossThreshold` are lost in a row it asks for a pass, whose health check reads the
+ * when `lossThreshold` are lost in a row it asks for a pass (and again at every interval
+ * while the losses go on), whose health check reads the
  * count from here instead of probing again (see ProbeLog) and heals. This is what brings a
  * tunnel whose peer lost its state back within seconds instead of DPD's minutes.
  */
@@ -42,8 +43,12 @@ export function createProbeMonitor(options: {
       schedule(follower, 0); // confirm a loss at once
       return;
     }
-    if (losses === probeConfig.lossThreshold) {
-      options.logger.warn(
+    if (losses >= probeConfig.lossThreshold) {
+      // Asked again every interval while the tunnel stays dead: a heal held back by its
+      // backoff gets its next chance without waiting for the schedule.
+      const log = losses === probeConfig.lossThreshold ? options.logger.warn : options.logger.debug;
+      log.call(
+        options.logger,
         { resource: 'ipsec', conn: follower.connection.name, losses, target: probeConfig.target },
         'probe lost; asking for a pass',
       );

@@ -14,7 +14,7 @@
  * Needs root and `npm run build` first. --quick: one round each.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseStrokeStatus } from '../../agent/observe/parse/stroke.js';
@@ -74,8 +74,15 @@ function spawnDaemon(lab: Lab, site: Site, file: string): ChildProcess {
   const child = spawn(
     'nsenter',
     [`--net=/run/netns/${site.netns}`, `--mount=${mountFile}`, '--wd=/', '--', 'node', CLI, 'run', '--config', file],
-    { env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' }, stdio: 'ignore' },
+    { env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
+  // The daemon's log, for a look when a figure surprises: TW_BENCH_DAEMON_LOG=FILE.
+  const logFile = process.env.TW_BENCH_DAEMON_LOG;
+  for (const stream of [child.stdout!, child.stderr!]) {
+    stream.on('data', (chunk: Buffer) => {
+      if (logFile) appendFileSync(logFile, chunk);
+    });
+  }
   return child;
 }
 
@@ -161,6 +168,7 @@ async function main(): Promise<void> {
     );
     await measure('local charon killed', () => killStrongswan(a), crosses(a));
 
+    if (process.env.TW_BENCH_ONLY_DAEMON === '1') return;
     daemon.kill('SIGTERM');
     await new Promise((resolve) => daemon!.once('exit', resolve));
     daemon = undefined;
