@@ -27,6 +27,9 @@ export interface IpsecWaits {
   pollIntervalMs: number;
 }
 
+/** How long an initiation may show no IKE_SA at all before it counts as failed. */
+const INITIATION_GRACE_MS = 1_000;
+
 export const DEFAULT_IPSEC_WAITS: Readonly<IpsecWaits> = Object.freeze({
   startMs: 20_000,
   reloadMs: 15_000,
@@ -153,17 +156,24 @@ async function terminate(context: IpsecApplyContext, name: string): Promise<void
 
 /** Waits (bounded) for an ESTABLISHED IKE_SA with an INSTALLED CHILD_SA; warns on timeout. */
 export async function awaitEstablished(context: IpsecApplyContext, name: string): Promise<void> {
-  const up = await pollUntil(
+  const startedAt = performance.now();
+  let outcome: 'up' | 'gone' | undefined;
+  await pollUntil(
     async () => {
       const status = await readStatus(context.run);
-      return status && isUp(status, name) ? true : undefined;
+      if (status && isUp(status, name)) return (outcome = 'up');
+      // An initiation charon already gave up on leaves no IKE_SA at all: waiting longer only
+      // holds up the next pass, which tries again (or climbs the heal ladder).
+      const attempt = status && ikeSasOfConn(status.ikeSas, name).length > 0;
+      if (status && !attempt && performance.now() - startedAt > INITIATION_GRACE_MS) return (outcome = 'gone');
+      return undefined;
     },
     { timeoutMs: context.waits.initiateMs, intervalMs: context.waits.pollIntervalMs, sleep: context.sleep },
   );
-  if (!up) {
+  if (outcome !== 'up') {
     context.logger.warn(
-      { resource: 'ipsec', action: 'initiate', conn: name, waited_ms: context.waits.initiateMs },
-      'conn not established in time',
+      { resource: 'ipsec', action: 'initiate', conn: name, waited_ms: Math.round(performance.now() - startedAt) },
+      outcome === 'gone' ? 'initiation failed: no IKE_SA left' : 'conn not established in time',
     );
   }
 }
