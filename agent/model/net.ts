@@ -173,3 +173,17 @@ export function formatIp(ip: IpAddress): string {
 export function formatCidrNetwork(cidr: Cidr): string {
   return `${formatIp({ family: cidr.family, value: cidr.network })}/${cidr.prefixLength}`;
 }
+
+/**
+ * A list of traffic selectors as one comparable key: prefixes in canonical form, sorted.
+ * Text that is not a prefix (`dynamic`, `10.1.0.1/32[udp/1701]`) is kept as written.
+ */
+export function selectorKey(subnets: readonly string[]): string {
+  return subnets
+    .map((subnet) => {
+      const cidr = parseCidr(subnet);
+      return cidr ? formatCidrNetwork(cidr) : subnet;
+    })
+    .sort()
+    .join(' ');
+}

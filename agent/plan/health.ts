@@ -5,7 +5,7 @@
  * Pure: no I/O, no clock (times arrive in the input).
  */
 import type { SiteToSiteConnection } from '../model/schema.js';
-import { formatCidrNetwork, parseCidr } from '../model/net.js';
+import { selectorKey } from '../model/net.js';
 import type { ChildSa, IkeSa, XfrmPolicy, XfrmState } from '../observe/parse/types.js';
 
 export type HealthFindingKind =
@@ -71,16 +71,6 @@ const TRANSITIONAL_CHILD_STATES: ReadonlySet<ChildSa['state']> = new Set([
   'DELETED',
   'DESTROYING',
 ]);
-
-function canonical(subnets: readonly string[]): string {
-  return subnets
-    .map((subnet) => {
-      const cidr = parseCidr(subnet);
-      return cidr ? formatCidrNetwork(cidr) : subnet;
-    })
-    .sort()
-    .join(' ');
-}
 
 /** Newest first: the shortest time since establishment, then the highest unique id. */
 function newestFirst(a: IkeSa, b: IkeSa): number {
@@ -156,7 +146,7 @@ export function findConnProblems(
   const bySelectors = new Map<string, ChildSa[]>();
   for (const child of keep.children) {
     if (child.state !== 'INSTALLED') continue;
-    const key = `${canonical(child.localTs)} === ${canonical(child.remoteTs)}`;
+    const key = `${selectorKey(child.localTs)} === ${selectorKey(child.remoteTs)}`;
     bySelectors.set(key, [...(bySelectors.get(key) ?? []), child]);
   }
   const rekeying = keep.children.some((child) => TRANSITIONAL_CHILD_STATES.has(child.state));

@@ -7,7 +7,7 @@
  *   4. re-establish initiated conns whose SAs carry stale traffic selectors, initiate missing
  */
 import { ErrorCode, TunnelwardenError } from '../errors.js';
-import { formatCidrNetwork, parseCidr, parseIp } from '../model/net.js';
+import { parseIp, selectorKey } from '../model/net.js';
 import type { HostPaths } from '../model/paths.js';
 import type { DesiredState, SiteToSiteConnection } from '../model/schema.js';
 import type { IpsecObservation } from '../observe/ipsec.js';
@@ -75,23 +75,13 @@ function describeChanges(changes: ConnChanges): string | undefined {
   return parts.length > 0 ? `[${parts.join('; ')}]` : undefined;
 }
 
-function canonicalSubnets(subnets: readonly string[]): string {
-  return subnets
-    .map((subnet) => {
-      const cidr = parseCidr(subnet);
-      return cidr ? formatCidrNetwork(cidr) : subnet;
-    })
-    .sort()
-    .join(' ');
-}
-
 function selectorsMatch(
   child: { localTs: string[]; remoteTs: string[] },
   connection: SiteToSiteConnection,
 ): boolean {
   return (
-    canonicalSubnets(child.localTs) === canonicalSubnets(connection.local.subnets) &&
-    canonicalSubnets(child.remoteTs) === canonicalSubnets(connection.remote.subnets)
+    selectorKey(child.localTs) === selectorKey(connection.local.subnets) &&
+    selectorKey(child.remoteTs) === selectorKey(connection.remote.subnets)
   );
 }
 
