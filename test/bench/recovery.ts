@@ -14,14 +14,12 @@
  * Needs root and `npm run build` first. --quick: one round each.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parseStrokeStatus } from '../../agent/observe/parse/stroke.js';
-import { Lab, labSkipReason, REPO_ROOT, type Site } from '../lab/harness.js';
+import { Lab, labSkipReason, type Site } from '../lab/harness.js';
+import { CLI, EXAMPLE_SITES, ikeSasIn as ikeSas, labDesired, writePsk, type Desired } from '../lab/ipsec-lab.js';
 
-const CLI = path.join(REPO_ROOT, 'dist', 'agent', 'cli', 'bin.js');
-const PSK_FILE = '/etc/tunnelwarden/secrets/a-to-b.psk';
 const quick = process.argv.includes('--quick');
 const jsonIndex = process.argv.indexOf('--json');
 const jsonFile = jsonIndex > 0 ? process.argv[jsonIndex + 1] : undefined;
@@ -37,13 +35,11 @@ const TUNED_CHARON = [
   '',
 ].join('\n');
 
-type Desired = Record<string, any>;
-
 function desired(example: string, edit: (document: Desired) => void = () => {}): string {
-  const document = JSON.parse(readFileSync(path.join(REPO_ROOT, 'config', example), 'utf8'));
-  for (const key of ['$schema', 'transit', 'masquerade', 'lxd']) delete document[key];
-  document.ipsec.setup.uniqueids = 'never'; // keep duplicates for the duplicate fault
-  edit(document);
+  const document = labDesired(example, (found) => {
+    found.ipsec.setup.uniqueids = 'never'; // keep duplicates for the duplicate fault
+    edit(found);
+  });
   return `${JSON.stringify(document, null, 2)}\n`;
 }
 
@@ -58,10 +54,6 @@ async function waitFor(what: string, check: () => Promise<boolean>, limitMs = RE
 
 const crosses = (a: Site) => async () =>
   (await a.exec(['ping', '-n', '-c', '1', '-W', '0.2', '-I', '10.1.0.1', '10.2.0.1'])).code === 0;
-
-async function ikeSas(site: Site) {
-  return parseStrokeStatus((await site.exec(['ipsec', 'statusall'])).stdout).ikeSas;
-}
 
 async function killStrongswan(site: Site): Promise<void> {
   const pids = await site.strongswanPids();
@@ -103,13 +95,7 @@ async function main(): Promise<void> {
     console.log(`recovery bench skipped: ${skip}`);
     return;
   }
-  const lab = await Lab.create({
-    prefix: 'twrb',
-    sites: [
-      { name: 'A', transitAddress: '172.16.0.18/24', subnetAddress: '10.1.0.1/16' },
-      { name: 'B', transitAddress: '172.16.0.2/24', subnetAddress: '10.2.0.1/16' },
-    ],
-  });
+  const lab = await Lab.create({ prefix: 'twrb', sites: EXAMPLE_SITES });
   const results: Result[] = [];
   let daemon: ChildProcess | undefined;
   try {
@@ -121,10 +107,7 @@ async function main(): Promise<void> {
     const fileB = path.join(work, 'site-b.json');
     await writeFile(fileA, desired('site-a.json'));
     await writeFile(fileB, desired('site-b.json'));
-    for (const site of [a, b]) {
-      await site.execOk(['mkdir', '-p', '-m', '0700', path.dirname(PSK_FILE)]);
-      await site.writeFile(PSK_FILE, 'recovery-bench-psk-0123456789\n', 0o600);
-    }
+    await writePsk([a, b], 'recovery-bench-psk-0123456789');
     await b.exec(['node', CLI, 'apply', fileB], { timeoutMs: 60_000 });
     daemon = spawnDaemon(lab, a, fileA);
     await waitFor('tunnel up under the daemon', crosses(a), 60_000);

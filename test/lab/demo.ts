@@ -6,39 +6,29 @@
  * killed run left behind.
  */
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { parseStrokeStatus } from '../../agent/observe/parse/stroke.js';
-import { Lab, labSkipReason, REPO_ROOT, type Site } from './harness.js';
+import { Lab, labSkipReason, type Site } from './harness.js';
+import { applyIn, connSasIn, EXAMPLE_SITES, labDesired, writePsk } from './ipsec-lab.js';
 
 const PREFIX = 'twdemo';
 const LOG_FILE = '/var/tmp/tunnelwarden-demo.log';
-const CLI = path.join(REPO_ROOT, 'dist', 'agent', 'cli', 'bin.js');
-const PSK_FILE = '/etc/tunnelwarden/secrets/a-to-b.psk';
 const HEAL_BOUND_MS = 30_000;
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const log = (line: string) => appendFileSync(LOG_FILE, `${line}\n`);
 
-/** The example desired state reduced to the sections this version reconciles. */
-function desiredFromExample(example: string): string {
-  const desired = JSON.parse(readFileSync(path.join(REPO_ROOT, 'config', example), 'utf8'));
-  for (const key of ['$schema', 'transit', 'masquerade', 'lxd']) delete desired[key];
-  return JSON.stringify(desired, null, 2);
-}
-
 async function apply(site: Site, file: string, label: string): Promise<string[]> {
-  const result = await site.exec(['node', CLI, 'apply', file, '--log-level', 'info'], { timeoutMs: 90_000 });
+  const result = await applyIn(site, file, 'info');
   log(`--- ${label}: tunnelwarden apply (exit ${result.code})\n${result.stdout}${result.stderr}`);
   if (result.code !== 0) throw new Error(`${label}: apply exited ${result.code}; see ${LOG_FILE}`);
   return result.stdout.trim().split('\n');
 }
 
 async function tunnelUp(site: Site, conn: string): Promise<boolean> {
-  const status = parseStrokeStatus((await site.exec(['ipsec', 'statusall'])).stdout);
-  return status.ikeSas.some(
-    (sa) => sa.conn === conn && sa.state === 'ESTABLISHED' && sa.children.some((c) => c.state === 'INSTALLED'),
+  return (await connSasIn(site, conn)).some(
+    (sa) => sa.state === 'ESTABLISHED' && sa.children.some((c) => c.state === 'INSTALLED'),
   );
 }
 
@@ -60,13 +50,7 @@ async function main(): Promise<void> {
   say(`Full logs: ${LOG_FILE}`);
 
   say('Creating sites A (172.16.0.18, 10.1.0.0/16) and B (172.16.0.2, 10.2.0.0/16)...');
-  const lab = await Lab.create({
-    prefix: PREFIX,
-    sites: [
-      { name: 'A', transitAddress: '172.16.0.18/24', subnetAddress: '10.1.0.1/16' },
-      { name: 'B', transitAddress: '172.16.0.2/24', subnetAddress: '10.2.0.1/16' },
-    ],
-  });
+  const lab = await Lab.create({ prefix: PREFIX, sites: EXAMPLE_SITES });
   let interrupted = false;
   const onSignal = () => {
     if (interrupted) return;
@@ -86,12 +70,9 @@ async function main(): Promise<void> {
     await mkdir(work, { recursive: true });
     const fileA = path.join(work, 'site-a.json');
     const fileB = path.join(work, 'site-b.json');
-    writeFileSync(fileA, desiredFromExample('site-a.json'));
-    writeFileSync(fileB, desiredFromExample('site-b.json'));
-    for (const site of [a, b]) {
-      await site.execOk(['mkdir', '-p', '-m', '0700', path.dirname(PSK_FILE)]);
-      await site.writeFile(PSK_FILE, `${psk}\n`, 0o600);
-    }
+    writeFileSync(fileA, JSON.stringify(labDesired('site-a.json'), null, 2));
+    writeFileSync(fileB, JSON.stringify(labDesired('site-b.json'), null, 2));
+    await writePsk([a, b], psk);
 
     say('\n1. tunnelwarden apply at site B (responder), then at site A (initiator):');
     for (const line of await apply(b, fileB, 'site B')) say(`    B: ${line}`);

@@ -4,35 +4,26 @@
  * half-open IKE_SA, the peer's charon killed and restarted (it loses all state), the local
  * charon killed. Outcomes are polled with a generous bound; no fixed sleeps.
  */
-import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
-import { parseStrokeStatus } from '../../agent/observe/parse/stroke.js';
-import { Lab, labSkipReason, REPO_ROOT, type Site } from './harness.js';
+import { Lab, labSkipReason } from './harness.js';
+import {
+  applyIn,
+  CLI,
+  connSasIn as ikeSas,
+  EXAMPLE_SITES,
+  ikeSasIn as allIkeSas,
+  labDesired,
+  writePsk,
+  type Desired,
+} from './ipsec-lab.js';
 
 const skip = labSkipReason();
-const CLI = path.join(REPO_ROOT, 'dist', 'agent', 'cli', 'bin.js');
-const PSK_FILE = '/etc/tunnelwarden/secrets/a-to-b.psk';
 const HEAL_BOUND_MS = 60_000;
 
-function labDesired(example: string): Record<string, any> {
-  const desired = JSON.parse(readFileSync(path.join(REPO_ROOT, 'config', example), 'utf8'));
-  for (const key of ['$schema', 'transit', 'masquerade', 'lxd']) delete desired[key];
-  // 'never' also ignores INITIAL_CONTACT: duplicates survive, so the healer must clear them.
-  desired.ipsec.setup.uniqueids = 'never';
-  return desired;
-}
-
-async function ikeSas(site: Site, conn: string) {
-  const status = parseStrokeStatus((await site.execOk(['ipsec', 'statusall'])).stdout);
-  return status.ikeSas.filter((sa) => sa.conn === conn);
-}
-
-/** Every IKE_SA, including a responder's half-open one that has no conn name yet. */
-async function allIkeSas(site: Site) {
-  return parseStrokeStatus((await site.execOk(['ipsec', 'statusall'])).stdout).ikeSas;
-}
+/** 'never' also ignores INITIAL_CONTACT: duplicates survive, so the healer must clear them. */
+const keepDuplicates = (desired: Desired) => (desired.ipsec.setup.uniqueids = 'never');
 
 async function waitUntil(what: string, check: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + HEAL_BOUND_MS;
@@ -44,13 +35,7 @@ async function waitUntil(what: string, check: () => Promise<boolean>): Promise<v
 }
 
 t.test('apply heals SA faults until traffic crosses again', { skip }, async (t) => {
-  const lab = await Lab.create({
-    prefix: 'twh4',
-    sites: [
-      { name: 'A', transitAddress: '172.16.0.18/24', subnetAddress: '10.1.0.1/16' },
-      { name: 'B', transitAddress: '172.16.0.2/24', subnetAddress: '10.2.0.1/16' },
-    ],
-  });
+  const lab = await Lab.create({ prefix: 'twh4', sites: EXAMPLE_SITES });
   t.teardown(() => lab.destroy());
   const a = lab.site('A');
   const b = lab.site('B');
@@ -58,13 +43,10 @@ t.test('apply heals SA faults until traffic crosses again', { skip }, async (t) 
   await mkdir(work, { recursive: true });
   const fileA = path.join(work, 'site-a.json');
   const fileB = path.join(work, 'site-b.json');
-  await writeFile(fileA, JSON.stringify(labDesired('site-a.json')));
-  await writeFile(fileB, JSON.stringify(labDesired('site-b.json')));
-  for (const site of [a, b]) {
-    await site.execOk(['mkdir', '-p', '-m', '0700', path.dirname(PSK_FILE)]);
-    await site.writeFile(PSK_FILE, 'health-lab-psk-0123456789\n', 0o600);
-  }
-  const applyA = () => a.exec(['node', CLI, 'apply', fileA, '--log-level', 'info'], { timeoutMs: 90_000 });
+  await writeFile(fileA, JSON.stringify(labDesired('site-a.json', keepDuplicates)));
+  await writeFile(fileB, JSON.stringify(labDesired('site-b.json', keepDuplicates)));
+  await writePsk([a, b], 'health-lab-psk-0123456789');
+  const applyA = () => applyIn(a, fileA, 'info');
   const applied: string[] = [];
   /** Applies at A until a ping crosses; returns what the applies did. */
   const healA = async (): Promise<string> => {

@@ -3,17 +3,15 @@
  * a second apply takes no action, a subnet added on both sides becomes a live traffic
  * selector, and removing the connection unloads it while a foreign conn stays loaded.
  */
-import { readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { parseStrokeStatus } from '../../agent/observe/parse/stroke.js';
-import { Lab, labSkipReason, REPO_ROOT, type Site } from './harness.js';
+import { Lab, labSkipReason, type Site } from './harness.js';
+import { applyIn, EXAMPLE_SITES, labDesired, writePsk, type Desired } from './ipsec-lab.js';
 
 const skip = labSkipReason();
-const CLI = path.join(REPO_ROOT, 'dist', 'agent', 'cli', 'bin.js');
 const TEST_PSK = 'lab-psk-Zq8#v1 with spaces';
-const PSK_FILE = '/etc/tunnelwarden/secrets/a-to-b.psk';
 const FOREIGN_CONN = [
   '',
   'conn foreign-by-hand',
@@ -26,21 +24,9 @@ const FOREIGN_CONN = [
   '',
 ].join('\n');
 
-type Desired = Record<string, any>;
-
-/** The config/ example reduced to what this suite reconciles (no host networking here). */
-function labDesired(example: string): Desired {
-  const desired = JSON.parse(readFileSync(path.join(REPO_ROOT, 'config', example), 'utf8'));
-  delete desired.$schema;
-  delete desired.transit;
-  delete desired.masquerade;
-  delete desired.lxd;
-  return desired;
-}
-
 async function apply(site: Site, file: string, desired: Desired) {
   await writeFile(file, JSON.stringify(desired, null, 2));
-  return site.exec(['node', CLI, 'apply', file, '--log-level', 'info'], { timeoutMs: 90_000 });
+  return applyIn(site, file, 'info');
 }
 
 async function status(site: Site) {
@@ -48,13 +34,7 @@ async function status(site: Site) {
 }
 
 t.test('apply reconciles strongSwan connections in a two-site lab', { skip }, async (t) => {
-  const lab = await Lab.create({
-    prefix: 'twi',
-    sites: [
-      { name: 'A', transitAddress: '172.16.0.18/24', subnetAddress: '10.1.0.1/16' },
-      { name: 'B', transitAddress: '172.16.0.2/24', subnetAddress: '10.2.0.1/16' },
-    ],
-  });
+  const lab = await Lab.create({ prefix: 'twi', sites: EXAMPLE_SITES });
   t.teardown(() => lab.destroy());
   const a = lab.site('A');
   const b = lab.site('B');
@@ -65,10 +45,7 @@ t.test('apply reconciles strongSwan connections in a two-site lab', { skip }, as
   const fileB = path.join(work, 'site-b.json');
   const desiredA = labDesired('site-a.json');
   const desiredB = labDesired('site-b.json');
-  for (const site of [a, b]) {
-    await site.execOk(['mkdir', '-p', '-m', '0700', path.dirname(PSK_FILE)]);
-    await site.writeFile(PSK_FILE, `${TEST_PSK}\n`, 0o600);
-  }
+  await writePsk([a, b], TEST_PSK);
   await a.writeFile('/etc/ipsec.conf', (await a.readFile('/etc/ipsec.conf')) + FOREIGN_CONN);
   const ipsecConfBefore = await a.readFile('/etc/ipsec.conf');
 

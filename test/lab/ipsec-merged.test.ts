@@ -3,40 +3,32 @@
  * into the first's config and runs both CHILD_SAs under one IKE_SA; apply must still see both
  * conns as loaded and up, bring both up, and then take no action.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { parseStrokeStatus } from '../../agent/observe/parse/stroke.js';
-import { Lab, labSkipReason, REPO_ROOT, type Site } from './harness.js';
+import { Lab, labSkipReason, REPO_ROOT } from './harness.js';
+import { applyIn as apply, EXAMPLE_SITES, labDesired, writePsk, type Desired } from './ipsec-lab.js';
 
 const skip = labSkipReason();
-const CLI = path.join(REPO_ROOT, 'dist', 'agent', 'cli', 'bin.js');
-const PSK_FILE = '/etc/tunnelwarden/secrets/a-to-b.psk';
 const CAPTURE = path.join(REPO_ROOT, 'test', 'fixtures', 'strongswan-5.9.8-libipsec', 'lab-stroke-statusall-merged-conns.txt');
 
 /** The example plus a second conn between the same hosts for another subnet pair. */
-function withSecondConn(example: string, local: string, remote: string): Record<string, any> {
-  const desired = JSON.parse(readFileSync(path.join(REPO_ROOT, 'config', example), 'utf8'));
-  for (const key of ['$schema', 'transit', 'masquerade', 'lxd']) delete desired[key];
-  const first = desired.ipsec.connections[0];
-  const second = structuredClone(first);
-  second.name = `${first.name}-2`;
-  second.local.subnets = [local];
-  second.remote.subnets = [remote];
-  delete second.probe;
-  desired.ipsec.connections.push(second);
-  return desired;
+function withSecondConn(example: string, local: string, remote: string): Desired {
+  return labDesired(example, (desired) => {
+    const first = desired.ipsec.connections[0];
+    const second = structuredClone(first);
+    second.name = `${first.name}-2`;
+    second.local.subnets = [local];
+    second.remote.subnets = [remote];
+    delete second.probe;
+    desired.ipsec.connections.push(second);
+  });
 }
 
 t.test('two conns merged into one IKE_SA are both brought up, then left alone', { skip }, async (t) => {
-  const lab = await Lab.create({
-    prefix: 'twmg',
-    sites: [
-      { name: 'A', transitAddress: '172.16.0.18/24', subnetAddress: '10.1.0.1/16' },
-      { name: 'B', transitAddress: '172.16.0.2/24', subnetAddress: '10.2.0.1/16' },
-    ],
-  });
+  const lab = await Lab.create({ prefix: 'twmg', sites: EXAMPLE_SITES });
   t.teardown(() => lab.destroy());
   const a = lab.site('A');
   const b = lab.site('B');
@@ -49,11 +41,7 @@ t.test('two conns merged into one IKE_SA are both brought up, then left alone', 
   const fileB = path.join(work, 'b.json');
   await writeFile(fileA, JSON.stringify(withSecondConn('site-a.json', '10.11.0.0/16', '10.12.0.0/16')));
   await writeFile(fileB, JSON.stringify(withSecondConn('site-b.json', '10.12.0.0/16', '10.11.0.0/16')));
-  for (const site of [a, b]) {
-    await site.execOk(['mkdir', '-p', '-m', '0700', path.dirname(PSK_FILE)]);
-    await site.writeFile(PSK_FILE, 'merged-lab-psk-0123456789\n', 0o600);
-  }
-  const apply = (site: Site, file: string) => site.exec(['node', CLI, 'apply', file], { timeoutMs: 90_000 });
+  await writePsk([a, b], 'merged-lab-psk-0123456789');
 
   const resultB = await apply(b, fileB);
   t.equal(resultB.code, 0, resultB.stdout + resultB.stderr);
