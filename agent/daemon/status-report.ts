@@ -14,6 +14,9 @@ import type { DesiredState } from '../model/schema.js';
 import { observeIpsec } from '../observe/ipsec.js';
 import type { IkeSa, StrongswanStatus } from '../observe/parse/types.js';
 import { formatAction } from '../plan/actions.js';
+import { readHealthState } from '../host/health-store.js';
+import type { HealthStateFile } from '../plan/health-state.js';
+import { ikeSasOfConn, loadedConnsByName } from '../plan/ipsec.js';
 import { readStatusFile, type DaemonStatus } from './status-file.js';
 
 export interface ResourceRow {
@@ -39,6 +42,10 @@ export interface ConnectionRow {
   observedLocalTs: string[];
   observedRemoteTs: string[];
   establishedSecondsAgo?: number;
+  /** Data-path probe record (sent, lost, losses in a row, last RTT), when the conn has one. */
+  probe?: { sent: number; lost: number; consecutiveLosses: number; lastRttMs?: number };
+  /** The last heal tunnelwarden made on this conn. */
+  lastHeal?: { at: string; action: string; reason: string };
 }
 
 export interface StatusReport {
@@ -62,9 +69,15 @@ function bestIkeSa(sas: IkeSa[]): IkeSa | undefined {
 }
 
 /** One row per desired site-to-site connection, from the observed strongSwan status. Pure. */
-export function connectionRows(desired: DesiredState, observed: StrongswanStatus): ConnectionRow[] {
+export function connectionRows(
+  desired: DesiredState,
+  observed: StrongswanStatus,
+  health: HealthStateFile = { version: 1, conns: {} },
+): ConnectionRow[] {
+  const loadedByName = loadedConnsByName(observed.connections);
   return (desired.ipsec?.connections ?? []).map((conn) => {
-    const sas = observed.ikeSas.filter((sa) => sa.conn === conn.name);
+    const sas = ikeSasOfConn(observed.ikeSas, conn.name);
+    const remembered = health.conns[conn.name];
     const best = bestIkeSa(sas);
     const installed = sas
       .filter((sa) => sa.state === 'ESTABLISHED')
@@ -76,13 +89,32 @@ export function connectionRows(desired: DesiredState, observed: StrongswanStatus
       role: conn.initiate ? 'initiate' : 'respond',
       desiredLocalTs: [...conn.local.subnets],
       desiredRemoteTs: [...conn.remote.subnets],
-      loaded: observed.connections.some((loaded) => loaded.name === conn.name),
+      loaded: loadedByName.has(conn.name),
       ikeSa: best?.state ?? 'none',
       ikeSaCount: sas.length,
       childSasInstalled: installed.length,
       observedLocalTs: child ? [...child.localTs] : [],
       observedRemoteTs: child ? [...child.remoteTs] : [],
       ...(best?.establishedSecondsAgo === undefined ? {} : { establishedSecondsAgo: best.establishedSecondsAgo }),
+      ...(conn.probe && remembered
+        ? {
+            probe: {
+              sent: remembered.probe.sent,
+              lost: remembered.probe.lost,
+              consecutiveLosses: remembered.probe.consecutiveLosses,
+              ...(remembered.probe.lastRttMs === undefined ? {} : { lastRttMs: remembered.probe.lastRttMs }),
+            },
+          }
+        : {}),
+      ...(remembered?.lastHeal
+        ? {
+            lastHeal: {
+              at: new Date(remembered.lastHeal.atMs).toISOString(),
+              action: remembered.lastHeal.action,
+              reason: remembered.lastHeal.reason,
+            },
+          }
+        : {}),
     };
   });
 }
@@ -127,7 +159,7 @@ export async function buildStatusReport(options: {
     try {
       const observed = await observeIpsec(ports.paths, ports.run, ports.files, ports.logger);
       charonRunning = observed.installed ? observed.charonRunning : undefined;
-      connections = connectionRows(desired, observed.status);
+      connections = connectionRows(desired, observed.status, await readHealthState(ports.paths, ports.files));
     } catch (thrown) {
       ports.logger.warn({ resource: 'ipsec', err: thrown }, 'could not observe strongSwan');
     }
@@ -215,6 +247,15 @@ export function formatStatusReport(report: StatusReport, now = new Date()): stri
       row.observedLocalTs.length > 0 ? `${row.observedLocalTs.join(',')} === ${row.observedRemoteTs.join(',')}` : '-',
     ]);
     lines.push(...formatTable(['CONN', 'ROLE', 'DESIRED', 'LOADED', 'IKE_SA', 'CHILD_SAS', 'OBSERVED'], rows));
+    for (const row of report.connections) {
+      if (row.probe) {
+        const rtt = row.probe.lastRttMs === undefined ? '' : `, last RTT ${row.probe.lastRttMs} ms`;
+        lines.push(
+          `${row.conn}: probe ${row.probe.lost}/${row.probe.sent} lost, ${row.probe.consecutiveLosses} in a row${rtt}`,
+        );
+      }
+      if (row.lastHeal) lines.push(`${row.conn}: last heal ${row.lastHeal.action} at ${row.lastHeal.at}: ${row.lastHeal.reason}`);
+    }
   }
   return `${lines.join('\n').trimEnd()}\n`;
 }

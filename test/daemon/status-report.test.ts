@@ -43,6 +43,33 @@ t.test('a conn that is down shows no SA and nothing observed', async (t) => {
   t.same(rows[0]?.observedLocalTs, []);
 });
 
+t.test("a conn's probe record and last heal come from the health state", async (t) => {
+  const health = {
+    version: 1 as const,
+    conns: {
+      'a-to-b': {
+        memory: { rung: 1, attempts: 1, nextAttemptAtMs: 0, healTimesMs: [], capped: false },
+        probe: { consecutiveLosses: 0, sent: 40, lost: 3, lastRttMs: 0.41 },
+        counters: [],
+        lastHeal: { atMs: Date.UTC(2026, 11, 3, 19, 0, 0), action: 'restart-ike-sa', reason: 'probe-failing: 2 lost' },
+      },
+    },
+  };
+  const [row] = connectionRows(siteA(), fixture('lab-stroke-statusall-established.txt'), health);
+  t.same(row?.probe, { sent: 40, lost: 3, consecutiveLosses: 0, lastRttMs: 0.41 });
+  t.same(row?.lastHeal, { at: '2026-12-03T19:00:00.000Z', action: 'restart-ike-sa', reason: 'probe-failing: 2 lost' });
+  const text = formatStatusReport({
+    configPath: 'x',
+    charonRunning: true,
+    resources: [],
+    connections: [row!],
+    daemon: undefined,
+  });
+  t.match(text, 'a-to-b: probe 3/40 lost, 0 in a row, last RTT 0.41 ms');
+  t.match(text, 'a-to-b: last heal restart-ike-sa at 2026-12-03T19:00:00.000Z: probe-failing: 2 lost');
+  t.notOk(connectionRows(siteA(), fixture('lab-stroke-statusall-established.txt'))[0]?.probe, 'no record, no probe');
+});
+
 t.test('the report reads as tables with the last pass of the daemon', async (t) => {
   const report: StatusReport = {
     configPath: '/etc/tunnelwarden/desired.json',
