@@ -40,6 +40,8 @@ export const ErrorCode = {
   lxdRequestFailed: 'TW_LXD_REQUEST_FAILED',
   lxdNetworkNotFound: 'TW_LXD_NETWORK_NOT_FOUND',
   lxdNetworkUnsupported: 'TW_LXD_NETWORK_UNSUPPORTED',
+  certificateInvalid: 'TW_CERTIFICATE_INVALID',
+  clientProfileUnavailable: 'TW_CLIENT_PROFILE_UNAVAILABLE',
   internal: 'TW_INTERNAL',
 } as const;
 

@@ -53,7 +53,7 @@ export function createIpsecReconciler(waits: IpsecWaits = DEFAULT_IPSEC_WAITS): 
       const message = credentials.errors.map(formatFinding).join('; ');
       throw new TunnelwardenError('invalid-config', ErrorCode.certificateInvalid, message);
     }
-    const secrets = renderIpsecSecrets(desired, resolution.secrets, credentials.keyType);
+    const secrets = renderIpsecSecrets(desired, resolution.secrets, credentials.serverCredentials);
     rendered = {
       conf: renderIpsecConf(desired),
       secrets,

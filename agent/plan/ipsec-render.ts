@@ -3,9 +3,35 @@
  * ipsec.conf-format file and ipsec.secrets-format file. Pure: secrets arrive already resolved.
  * Output is deterministic (same state, same bytes), so comparing texts decides whether a
  * write is needed.
+ *
+ * The road-warrior service (IKEv2, server certificate, EAP-MSCHAPv2 clients) becomes a template
+ * conn that is never loaded (auto=ignore) and one conn per client that inherits it (also=).
+ * charon picks a client's conn by the IKE identity the client sends (rightid = its EAP id; Apple
+ * LocalIdentifier, strongSwan leftid, NetworkManager local identity), and that conn hands out
+ * the client's fixed virtual IP (rightsourceip = one address, a pool of one). The EAP identity
+ * is set on the server (eap_identity = the EAP id), so charon starts EAP-MSCHAPv2 at once.
+ * The CA is not given to charon: clients authenticate by password, so charon only needs its
+ * own certificate (sent always: clients send no certificate request for a private CA); the
+ * CA file is checked (host/certificates.ts) and embedded in client profiles.
+ *
+ * Certificate renewal: charon reads `leftcert` when a conn is added, and `ipsec update` re-adds
+ * only conns whose options changed. A certificate and key renewed under new file names (and
+ * the desired state pointed at them) change the template, so every client conn is re-added
+ * with the new certificate and their SAs stay up; files replaced in place are not reloaded.
+ *
+ * Limitations:
+ * - A certificate or key replaced in place (same path) is not loaded until `ipsec reload` or a
+ *   restart of charon; the checks see the new file, charon keeps serving the old one.
+ * - A client that sends an IP address as its IKE identity (Windows' built-in client) matches
+ *   no client conn and is rejected.
+ * - strongSwan's MSCHAPv2 server looks the password up by the user name inside the client's
+ *   response. Pinning eap_identity stops stock clients from claiming another client's conn
+ *   (with `%identity` a strongSwan 5.9.8 client did, with its own password; the lab test checks
+ *   the pinned form rejects it), but a crafted client might still; that was not tested. Treat
+ *   fixed virtual IPs as addressing, not as proof of who is behind them.
  */
 import { roadWarriorConnName } from '../model/checks.js';
-import { formatCidrNetwork, parseCidr } from '../model/net.js';
+import { formatCidrNetwork, formatIp, parseCidr, parseIp } from '../model/net.js';
 import type { DesiredState, RoadWarrior, SiteToSiteConnection } from '../model/schema.js';
 
 /** First line of both files; also how a reader of /etc/ipsec.d knows not to edit them. */
@@ -66,21 +92,28 @@ function renderSiteToSite(connection: SiteToSiteConnection): string {
   ]);
 }
 
+/** How ipsec.secrets names the type of the server's private key (`: RSA file`, `: ECDSA file`). */
+export type ServerKeyType = 'RSA' | 'ECDSA';
+
+/** What rendering needs to know of the road-warrior server's files, as read on the host. */
+export interface ServerCredentials {
+  keyType: ServerKeyType;
+}
+
 function renderRoadWarrior(roadWarrior: RoadWarrior): string[] {
+  // What every client conn shares. Identities and addresses are per client, so none here.
   const template = section(`conn ${roadWarrior.name}`, [
     ['keyexchange', 'ikev2'],
     ['left', '%any'],
     ['leftid', roadWarrior.serverId],
+    ['leftauth', 'pubkey'],
     ['leftcert', roadWarrior.certificate],
     ['leftsendcert', 'always'],
     ['leftsubnet', subnetList(roadWarrior.offeredSubnets)],
     ['right', '%any'],
-    ['rightid', '%any'],
     ['rightauth', 'eap-mschapv2'],
     ['rightsendcert', 'never'],
-    ['rightsourceip', formatCidrNetwork(parseCidr(roadWarrior.virtualIpPool)!)],
     ['rightdns', roadWarrior.dns.length > 0 ? roadWarrior.dns.join(',') : undefined],
-    ['eap_identity', '%identity'],
     ['fragmentation', 'yes'],
     ['rekey', 'no'],
     ['dpdaction', 'clear'],
@@ -92,7 +125,7 @@ function renderRoadWarrior(roadWarrior: RoadWarrior): string[] {
       ['also', roadWarrior.name],
       ['rightid', client.eapId],
       ['eap_identity', client.eapId],
-      ['rightsourceip', client.virtualIp],
+      ['rightsourceip', formatIp(parseIp(client.virtualIp)!)],
       ['auto', 'add'],
     ]),
   );
@@ -132,10 +165,16 @@ export function renderIpsecConf(state: DesiredState): string {
 }
 
 /**
- * The full text of our ipsec.secrets-format file. Throws when a secret is missing from
- * `secrets`, which would be a bug in the caller (every path is resolved before rendering).
+ * The full text of our ipsec.secrets-format file. `serverCredentials` says the type of the
+ * road-warrior server key as read from its file (charon cannot load an ECDSA key announced as
+ * RSA; RSA when not given). Throws when a secret is missing from `secrets`, which would be a
+ * bug in the caller (every path is resolved before rendering).
  */
-export function renderIpsecSecrets(state: DesiredState, secrets: ResolvedSecrets): string {
+export function renderIpsecSecrets(
+  state: DesiredState,
+  secrets: ResolvedSecrets,
+  serverCredentials?: ServerCredentials,
+): string {
   const lookup = (path: string): string => {
     const value = secrets.get(path);
     if (value === undefined) throw new Error(`secret at ${path} was not resolved`);
@@ -149,7 +188,7 @@ export function renderIpsecSecrets(state: DesiredState, secrets: ResolvedSecrets
   });
   const roadWarrior = state.ipsec?.roadWarrior;
   if (roadWarrior) {
-    lines.push(`: RSA ${roadWarrior.privateKey}`);
+    lines.push(`: ${serverCredentials?.keyType ?? 'RSA'} ${roadWarrior.privateKey}`);
     roadWarrior.clients.forEach((client, index) => {
       lines.push(`${client.eapId} : EAP "${lookup(eapPasswordPath(index))}"`);
     });

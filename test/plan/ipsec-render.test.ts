@@ -133,6 +133,24 @@ t.test('the road-warrior example renders to its golden ipsec.conf and ipsec.secr
   }
 });
 
+t.test('an ECDSA server key is announced as ECDSA, which charon needs to load it', async (t) => {
+  const secrets = renderIpsecSecrets(example('roadwarrior'), TEST_SECRETS.roadwarrior!, { keyType: 'ECDSA' });
+  t.equal(secrets.split('\n')[1], ': ECDSA /etc/ipsec.d/private/vpn.example.com.pem');
+});
+
+t.test('each road-warrior client conn pins its EAP identity and its one virtual IP', async (t) => {
+  const conf = renderIpsecConf(example('roadwarrior'));
+  const client = conf.split('\n\n').find((section) => section.startsWith('conn ikev2-vpn-client_b'))!;
+  t.same(client.trimEnd().split('\n').slice(1), [
+    '\talso=ikev2-vpn',
+    '\trightid=client_b',
+    '\teap_identity=client_b',
+    '\trightsourceip=10.10.10.3',
+    '\tauto=add',
+  ]);
+  t.notMatch(conf, '%identity', 'no conn asks the client which identity to check');
+});
+
 t.test(
   'secretFields lists every secret of the examples under the paths the renderer reads',
   async (t) => {
