@@ -7,12 +7,13 @@
  *    schedule, so two full passes fall in the window); CPU of the commands it ran counted apart;
  * 3. CPU per no-op pass, from passes triggered by SIGHUP one after another.
  *
- * Run as root after `npm run build`: `node --import tsx test/bench/daemon-bench.ts`.
+ * Run as root after `npm run build`: `node --import tsx test/bench/daemon-bench.ts [--quick] [--json FILE]`
+ * (--quick: one write, one no-op pass, a 10 s idle window).
  * Goals (from the daemon's issue): change live within 1 s; idle RSS under 80 MB; a no-op pass
  * under 50 ms of CPU.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseStrokeStatus } from '../../agent/observe/parse/stroke.js';
@@ -20,10 +21,15 @@ import { Lab, labSkipReason, REPO_ROOT, type Site } from '../lab/harness.js';
 
 const CLI = path.join(REPO_ROOT, 'dist', 'agent', 'cli', 'bin.js');
 const PSK_FILE = '/etc/tunnelwarden/secrets/bench.psk';
+const quick = process.argv.includes('--quick');
+const jsonIndex = process.argv.indexOf('--json');
+const jsonFile = jsonIndex > 0 ? process.argv[jsonIndex + 1] : undefined;
 const CONNECTIONS = 10;
-const WRITE_SAMPLES = 10;
-const NOOP_PASSES = 20;
-const IDLE_WINDOW_MS = 60_000;
+const WRITE_SAMPLES = quick ? 1 : 10;
+const NOOP_PASSES = quick ? 1 : 20;
+const IDLE_WINDOW_MS = quick ? 10_000 : 60_000;
+/** Figures for --json, filled as each part finishes. */
+const results: Record<string, unknown> = { quick, connections: CONNECTIONS };
 const CLOCK_TICKS_PER_SECOND = 100; // getconf CLK_TCK on Linux
 
 type Desired = Record<string, any>;
@@ -169,6 +175,7 @@ async function main(): Promise<void> {
     console.log(`daemon bench: ${CONNECTIONS} connections established between two lab sites`);
 
     // 1. Write -> live.
+    const changingStart = processUsage(daemonPid);
     const latencies: number[] = [];
     for (let n = 1; n <= WRITE_SAMPLES; n += 1) {
       const startedAt = performance.now();
@@ -180,7 +187,16 @@ async function main(): Promise<void> {
       latencies.push(performance.now() - startedAt);
       await sleep(300);
     }
+    const changingEnd = processUsage(daemonPid);
     console.log(`desired-file write -> change live in charon (ms, ${WRITE_SAMPLES} writes): ${summary(latencies)}`);
+    const sortedLatencies = [...latencies].sort((x, y) => x - y);
+    results.writeToLiveMs = {
+      median: sortedLatencies[Math.floor(sortedLatencies.length / 2)],
+      worst: sortedLatencies.at(-1),
+    };
+    // Each write caused one changing pass (and the vici events of its loading, maybe one more).
+    results.changingPassCpuMs = (changingEnd.ownMs - changingStart.ownMs) / WRITE_SAMPLES;
+    console.log(`CPU per changing pass (daemon, ${WRITE_SAMPLES} writes): ${(results.changingPassCpuMs as number).toFixed(1)} ms`);
     await writeFile(fileA, text(siteDesired('a')));
     await waitFor('extras gone', async () => !(await status(a))?.connections.some((conn) => conn.name.startsWith('extra')));
     await sleep(2_000);
@@ -204,6 +220,15 @@ async function main(): Promise<void> {
         `commands it ran ${childrenMs.toFixed(0)} ms`,
     );
 
+    results.idle = {
+      windowS: IDLE_WINDOW_MS / 1000,
+      rssMb: after.rssKb / 1024,
+      maxRssMb: maxRssKb / 1024,
+      cpuMs: ownMs,
+      cpuPercent: (ownMs / IDLE_WINDOW_MS) * 100,
+      commandsCpuMs: childrenMs,
+    };
+
     // 3. No-op passes.
     const passStart = processUsage(daemonPid);
     const wallStart = performance.now();
@@ -219,6 +244,13 @@ async function main(): Promise<void> {
         `commands it ran ${((passEnd.childrenMs - passStart.childrenMs) / NOOP_PASSES).toFixed(1)} ms/pass, ` +
         `wall ${(wallMs / NOOP_PASSES).toFixed(0)} ms/pass (CPU counted in 10 ms clock ticks)`,
     );
+
+    results.noopPass = {
+      cpuMs: (passEnd.ownMs - passStart.ownMs) / NOOP_PASSES,
+      commandsCpuMs: (passEnd.childrenMs - passStart.childrenMs) / NOOP_PASSES,
+      wallMs: wallMs / NOOP_PASSES,
+    };
+    if (jsonFile) writeFileSync(jsonFile, `${JSON.stringify(results, null, 2)}\n`);
 
     child.kill('SIGTERM');
     await new Promise((resolve) => child.once('exit', resolve));
