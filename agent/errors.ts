@@ -10,6 +10,7 @@ export type ErrorKind = 'invalid-config' | 'command-failed' | 'verification' | '
 /** Stable error codes; tests and log consumers match on these, never on messages. */
 export const ErrorCode = {
   desiredStateUnreadable: 'TW_DESIRED_UNREADABLE',
+  inputFileUnreadable: 'TW_INPUT_UNREADABLE',
   desiredStateNotJson: 'TW_DESIRED_NOT_JSON',
   desiredStateInvalid: 'TW_DESIRED_INVALID',
   secretUnreadable: 'TW_SECRET_UNREADABLE',

@@ -16,6 +16,7 @@ import { describeAction, formatAction } from '../plan/actions.js';
 import { runPass, type PassResult } from '../apply/pass.js';
 import { packageVersion } from './version.js';
 import { OBSERVE_SOURCES, observeForReport, type ObserveFiles } from './observe-command.js';
+import { isJsonSchemaDocument, validateSecretFiles } from './validate-extras.js';
 import { RUN_DEFAULTS, runCommand } from '../daemon/run-command.js';
 import { buildStatusReport, formatStatusReport } from '../daemon/status-report.js';
 import { CLIENT_PROFILE_FORMATS, type ClientProfileFormat } from '../plan/client-profile.js';
@@ -73,13 +74,23 @@ function buildProgram(): Command {
     .command('validate')
     .description('check desired-state files; exit 0 when all are valid (warnings are printed)')
     .argument('<file...>', 'desired-state JSON files')
-    .option('--host-checks', 'require the road-warrior certificate files here (default: check them when present)')
+    .option(
+      '--host-checks',
+      'require the secret and road-warrior certificate files here (default: check them when present)',
+    )
     .action(async (files: string[], options: { hostChecks?: boolean }) => {
       let invalid = 0;
       for (const file of files) {
         try {
+          if (await isJsonSchemaDocument(file)) {
+            out(`${file}: a JSON Schema, not a desired state: skipped`);
+            continue;
+          }
           const state = await loadOrExit(file);
-          if (!(await validateHostFiles(file, state, options.hostChecks === true, err))) throw new ExitRequest(EXIT.invalid);
+          const required = options.hostChecks === true;
+          const secretsUsable = await validateSecretFiles(file, state, required, err);
+          const credentialsUsable = await validateHostFiles(file, state, required, err);
+          if (!secretsUsable || !credentialsUsable) throw new ExitRequest(EXIT.invalid);
           out(`${file}: valid`);
         } catch (thrown) {
           if (!(thrown instanceof ExitRequest)) throw thrown;
@@ -101,7 +112,7 @@ function buildProgram(): Command {
       reportFailures(result.failures);
       if (options.json) {
         out(JSON.stringify({ actions: result.actions.map(describeAction) }, null, 2));
-      } else if (result.actions.length === 0) {
+      } else if (result.actions.length === 0 && result.failures.length === 0) {
         out('No changes: the host matches the desired state.');
       } else {
         result.actions.forEach((action, index) => out(`${index + 1}. ${formatAction(action)}`));
@@ -132,7 +143,9 @@ function buildProgram(): Command {
           ),
         );
       } else {
-        if (result.actions.length === 0) out('No action: the host already matches the desired state.');
+        if (result.actions.length === 0 && result.failures.length === 0) {
+          out('No action: the host already matches the desired state.');
+        }
         result.actions.forEach((action, index) => out(`applied ${index + 1}. ${formatAction(action)}`));
         result.remaining.forEach((action) => out(`still needed: ${formatAction(action)}`));
       }

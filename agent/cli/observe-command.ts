@@ -5,6 +5,7 @@
  * dropped; raw output is never printed.
  */
 import { readFile } from 'node:fs/promises';
+import { ErrorCode, TunnelwardenError } from '../errors.js';
 import type { CommandRunner } from '../host/exec.js';
 import { parseStrokeStatus } from '../observe/parse/stroke.js';
 import { parseSwanctlListSas } from '../observe/parse/swanctl.js';
@@ -34,7 +35,12 @@ export async function observeForReport(files: ObserveFiles, run: CommandRunner):
     if (fromFiles) {
       const file = files[source.key];
       if (file === undefined) continue;
-      text = await readFile(file, 'utf8');
+      try {
+        text = await readFile(file, 'utf8');
+      } catch (thrown) {
+        const reason = (thrown as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (thrown as Error).message;
+        throw new TunnelwardenError('invalid-config', ErrorCode.inputFileUnreadable, `${file}: cannot read: ${reason}`);
+      }
     } else {
       try {
         const result = await run(source.argv, { allowFailure: true });

@@ -27,6 +27,38 @@ t.before(() => {
   if (!existsSync(bin)) throw new Error(`${bin} is missing: run "npm run build" first`);
 });
 
+t.test('validate config/*.json passes over the committed JSON Schema', async (t) => {
+  const result = cli('validate', 'config/desired-state.schema.json', 'config/site-b.json');
+  t.equal(result.code, 0, result.stderr);
+  t.match(result.stdout, 'config/desired-state.schema.json: a JSON Schema, not a desired state: skipped');
+  t.match(result.stdout, 'config/site-b.json: valid');
+});
+
+t.test('validate reads the secret files it can, and notes those it cannot', async (t) => {
+  const document = JSON.parse(readFileSync(path.join(repo, 'config', 'site-b.json'), 'utf8'));
+  const pskFile = path.join(scratch, 'b.psk');
+  document.ipsec.connections[0].psk = { file: pskFile };
+  const file = scratchFile('secret-file.json', JSON.stringify(document));
+
+  const absent = cli('validate', file);
+  t.equal(absent.code, 0, absent.stderr);
+  t.match(absent.stderr, `note: ipsec.connections[0].psk.file: ${pskFile} does not exist (not checked here`);
+  t.equal(cli('validate', '--host-checks', file).code, 1, '--host-checks requires the file');
+
+  writeFileSync(pskFile, 'Sekrit"Quote\nsecond line\n', { mode: 0o600 });
+  const broken = cli('validate', file);
+  t.equal(broken.code, 1);
+  t.match(broken.stderr, 'error: ipsec.connections[0].psk.file: the secret in');
+  t.match(broken.stderr, 'contains a double quote');
+  t.notMatch(broken.stderr + broken.stdout, 'Sekrit', 'never the secret itself');
+
+  writeFileSync(pskFile, 'a-usable-secret-0123456789\n');
+  chmodSync(pskFile, 0o644);
+  const loose = cli('validate', file);
+  t.equal(loose.code, 0, loose.stderr);
+  t.match(loose.stderr, 'is readable by others (mode 644); chmod 600 it');
+});
+
 t.test('validate accepts every example in config/', async (t) => {
   const examples = ['site-a.json', 'site-b.json', 'roadwarrior.json'].map((name) => path.join('config', name));
   const result = cli('validate', ...examples);
@@ -117,6 +149,6 @@ t.test('observe parses captured outputs given as files into JSON', async (t) => 
   t.equal(report.ipsecStatusall.ikeSas[0].children[0].spiIn, 'f7ec1834');
   t.equal(report.swanctlListSas[0].children[0].bytesIn, 336);
   const missing = cli('observe', '--xfrm-state', path.join(scratch, 'none.txt'));
-  t.equal(missing.code, 4);
-  t.match(missing.stderr, /none\.txt/);
+  t.equal(missing.code, 1);
+  t.match(missing.stderr, /none\.txt: cannot read: no such file \[TW_INPUT_UNREADABLE\]/);
 });
