@@ -78,7 +78,7 @@ for (const row of scale as any[]) {
 }
 
 const machine = `${cpus().length} cores, kernel ${release()}, strongSwan ${strongswanVersion()}, node ${process.version}`;
-const widths = [10, 62, 52];
+const widths = [10, 74, 54];
 console.log(`\n=== tunnelwarden benchmark${quick ? ' (quick: one round each, small sizes)' : ''}: ${machine}`);
 console.log(['area', 'item', 'value', 'goal'].map((cell, i) => cell.padEnd(widths[i] ?? 0)).join(''));
 for (const row of rows) console.log([row.area, row.item, row.value, row.goal].map((cell, i) => cell.padEnd(widths[i] ?? 0)).join(''));
