@@ -1,11 +1,19 @@
 /**
  * Maps the state words strongSwan prints (`ike_sa_state_names`, `child_sa_state_names`) to the
  * typed states; any other word becomes UNKNOWN. Pure and total.
+ *
+ * The state returned is this module's own string, not the word read from the output, so the
+ * thousands of SAs of a large status share one string per state instead of holding a copy each.
  */
 
 import type { ChildSaState, IkeSaState } from './types.js';
 
-const IKE_SA_STATES: ReadonlySet<string> = new Set<IkeSaState>([
+/** Each state by its own name. */
+function byName<State extends string>(states: readonly State[]): ReadonlyMap<string, State> {
+  return new Map(states.map((state) => [state, state]));
+}
+
+const IKE_SA_STATES = byName<IkeSaState>([
   'CREATED',
   'CONNECTING',
   'ESTABLISHED',
@@ -16,7 +24,7 @@ const IKE_SA_STATES: ReadonlySet<string> = new Set<IkeSaState>([
   'DESTROYING',
 ]);
 
-const CHILD_SA_STATES: ReadonlySet<string> = new Set<ChildSaState>([
+const CHILD_SA_STATES = byName<ChildSaState>([
   'CREATED',
   'ROUTED',
   'INSTALLING',
@@ -32,10 +40,10 @@ const CHILD_SA_STATES: ReadonlySet<string> = new Set<ChildSaState>([
 
 /** The IKE_SA state named by `word` ("ESTABLISHED"), or UNKNOWN. */
 export function toIkeSaState(word: string | undefined): IkeSaState {
-  return word !== undefined && IKE_SA_STATES.has(word) ? (word as IkeSaState) : 'UNKNOWN';
+  return (word === undefined ? undefined : IKE_SA_STATES.get(word)) ?? 'UNKNOWN';
 }
 
 /** The CHILD_SA state named by `word` ("INSTALLED"), or UNKNOWN. */
 export function toChildSaState(word: string | undefined): ChildSaState {
-  return word !== undefined && CHILD_SA_STATES.has(word) ? (word as ChildSaState) : 'UNKNOWN';
+  return (word === undefined ? undefined : CHILD_SA_STATES.get(word)) ?? 'UNKNOWN';
 }

@@ -28,8 +28,9 @@ export function readConnLine(
   body: string,
   current: LoadedConn | undefined,
 ): LoadedConn | undefined {
-  const [label = ''] = body.split(' ', 1);
-  const rest = body.slice(label.length).trim();
+  const labelEnd = body.indexOf(' ');
+  const label = labelEnd < 0 ? body : body.slice(0, labelEnd);
+  const rest = labelEnd < 0 ? '' : body.slice(labelEnd).trim();
 
   if (label === 'local:' || label === 'remote:') {
     if (current?.name === name) readConnAuth(current, label === 'local:', rest);
@@ -49,9 +50,14 @@ export function readConnLine(
     name,
     localAddress: endpoints.left,
     remoteAddress: endpoints.right,
-    ...(version === undefined ? {} : { ikeVersion: version.replace(/,$/, '') }),
+    ...(version === undefined ? {} : { ikeVersion: withoutTrailingComma(version) }),
     children: [],
   };
+}
+
+/** "IKEv2," (followed by options) without its comma. */
+function withoutTrailingComma(word: string): string {
+  return word.endsWith(',') ? word.slice(0, -1) : word;
 }
 
 /** Reads "[id] uses <method> authentication..." into the first local or remote round only. */

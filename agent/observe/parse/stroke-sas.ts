@@ -15,7 +15,7 @@
  */
 
 import { toChildSaState, toIkeSaState } from './states.js';
-import { parseCount, parseDurationSeconds, splitWords, withoutUndefined } from './text.js';
+import { parseCount, parseDurationSeconds, setIfDefined, splitWords } from './text.js';
 import type { ChildSa, IkeSa } from './types.js';
 
 /** IKE_SA state "ESTABLISHED 3 minutes ago, <endpoints>" ("ago" only when ESTABLISHED). */
@@ -26,10 +26,13 @@ const IKE_SA_SPIS = /^IKEv([12]) SPIs: ([0-9a-f]+)_i(\*?) ([0-9a-f]+)_r(\*?)(.*)
 const CHILD_SA_STATE = /^([A-Z]+), ([A-Z_]+)(?:, reqid (\d+))?(.*)$/s;
 /** Inside a CHILD_SA state line: ", ESP in UDP SPIs: f7ec1834_i dd9339c1_o". */
 const CHILD_SA_SPIS = /, (ESP|AH)( in UDP)? SPIs: ([0-9a-f]+)_i ([0-9a-f]+)_o/;
-/** Inside a CHILD_SA counter line: ", 336 bytes_i (4 pkts, 68s ago)"; the () part is optional. */
-const BYTES_IN = /, (\d+) bytes_i(?: \((\d+) pkts?, (\d+)s ago\))?/;
-/** Inside a CHILD_SA counter line: ", 336 bytes_o (4 pkts, 68s ago)". */
-const BYTES_OUT = /, (\d+) bytes_o(?: \((\d+) pkts?, (\d+)s ago\))?/;
+/**
+ * Inside a CHILD_SA counter line: "336 bytes_i (4 pkts, 68s ago)" at its start or after ", "
+ * (it follows the proposal, which may be empty); the () part is optional.
+ */
+const BYTES_IN = /(?:^|, )(\d+) bytes_i(?: \((\d+) pkts?, (\d+)s ago\))?/;
+/** Inside a CHILD_SA counter line: "336 bytes_o (4 pkts, 68s ago)", placed as BYTES_IN. */
+const BYTES_OUT = /(?:^|, )(\d+) bytes_o(?: \((\d+) pkts?, (\d+)s ago\))?/;
 /** ", rekeying in 39 minutes" (IKE_SA and CHILD_SA). */
 const REKEY_IN = /rekeying in (\d+ [a-z]+)/;
 /** ", pre-shared key reauthentication in 2 hours" (IKE_SA). */
@@ -51,9 +54,10 @@ export function readIkeSaLine(
 ): IkeSa | undefined {
   const spis = IKE_SA_SPIS.exec(body);
   if (spis !== null) {
-    const isSameIkeSa = (ikeSa: IkeSa) => ikeSa.conn === name && ikeSa.uniqueId === uniqueId;
     const ikeSa =
-      current !== undefined && isSameIkeSa(current) ? current : findLast(ikeSas, isSameIkeSa);
+      current !== undefined && isSa(current, name, uniqueId)
+        ? current
+        : findLastSa(ikeSas, name, uniqueId);
     if (ikeSa === undefined) return undefined;
     ikeSa.ikeVersion = spis[1] === '1' ? 1 : 2;
     ikeSa.initiatorSpi = spis[2];
@@ -113,16 +117,15 @@ export function readChildSaLine(
 ): void {
   const detail = body.trimStart();
 
-  const isSameChild = (sa: ChildSa) => sa.conn === name && sa.uniqueId === uniqueId;
   if (detail.includes(' bytes_i')) {
-    const child = findLast(owner, isSameChild);
+    const child = findLastSa(owner, name, uniqueId);
     if (child !== undefined) readChildCounters(child, detail);
     return;
   }
-  if (detail.includes(' === ')) {
-    const child = findLast(owner, isSameChild);
+  const separator = detail.indexOf(' === ');
+  if (separator >= 0) {
+    const child = findLastSa(owner, name, uniqueId);
     if (child === undefined) return;
-    const separator = detail.indexOf(' === ');
     child.localTs = splitWords(detail.slice(0, separator));
     child.remoteTs = splitWords(detail.slice(separator + ' === '.length));
     return;
@@ -166,25 +169,34 @@ function parseChildSaState(name: string, uniqueId: number, body: string): ChildS
  * Packets and last use are printed only once the direction was used.
  */
 function readChildCounters(child: ChildSa, body: string): void {
-  const line = body.startsWith(',') ? body : `, ${body}`; // an empty proposal starts with ","
-  const bytesIn = BYTES_IN.exec(line);
-  const bytesOut = BYTES_OUT.exec(line);
-  const counters: Partial<ChildSa> = {
-    bytesIn: parseCount(bytesIn?.[1]),
-    packetsIn: parseCount(bytesIn?.[2]),
-    lastInSecondsAgo: parseCount(bytesIn?.[3]),
-    bytesOut: parseCount(bytesOut?.[1]),
-    packetsOut: parseCount(bytesOut?.[2]),
-    lastOutSecondsAgo: parseCount(bytesOut?.[3]),
-    rekeyInSeconds: parseDurationSeconds(REKEY_IN.exec(line)?.[1]),
-  };
-  Object.assign(child, withoutUndefined(counters));
+  const bytesIn = BYTES_IN.exec(body);
+  if (bytesIn !== null) {
+    setIfDefined(child, 'bytesIn', parseCount(bytesIn[1]));
+    setIfDefined(child, 'packetsIn', parseCount(bytesIn[2]));
+    setIfDefined(child, 'lastInSecondsAgo', parseCount(bytesIn[3]));
+  }
+  const bytesOut = BYTES_OUT.exec(body);
+  if (bytesOut !== null) {
+    setIfDefined(child, 'bytesOut', parseCount(bytesOut[1]));
+    setIfDefined(child, 'packetsOut', parseCount(bytesOut[2]));
+    setIfDefined(child, 'lastOutSecondsAgo', parseCount(bytesOut[3]));
+  }
+  setIfDefined(child, 'rekeyInSeconds', parseDurationSeconds(REKEY_IN.exec(body)?.[1]));
 }
 
-/** The last element satisfying `predicate` (Array.prototype.findLast is not in ES2022). */
-function findLast<T>(items: readonly T[], predicate: (item: T) => boolean): T | undefined {
-  for (let index = items.length - 1; index >= 0; index -= 1) {
-    if (predicate(items[index]!)) return items[index];
+/** Whether `sa` (IKE_SA or CHILD_SA) is the one keyed `name` and `uniqueId`. */
+function isSa(sa: { conn: string; uniqueId: number }, name: string, uniqueId: number): boolean {
+  return sa.conn === name && sa.uniqueId === uniqueId;
+}
+
+/** The last SA in `sas` keyed `name` and `uniqueId`: the one printed closest above. */
+function findLastSa<T extends { conn: string; uniqueId: number }>(
+  sas: readonly T[],
+  name: string,
+  uniqueId: number,
+): T | undefined {
+  for (let index = sas.length - 1; index >= 0; index -= 1) {
+    if (isSa(sas[index]!, name, uniqueId)) return sas[index];
   }
   return undefined;
 }

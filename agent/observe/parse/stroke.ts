@@ -25,7 +25,7 @@
 
 import { readConnLine } from './stroke-conns.js';
 import { readChildSaLine, readIkeSaLine } from './stroke-sas.js';
-import { parseCount, parseDurationSeconds, splitLines, splitWords } from './text.js';
+import { eachLine, parseCount, parseDurationSeconds, splitWords } from './text.js';
 import type { IkeSa, LoadedConn, StrongswanStatus } from './types.js';
 
 /** "Status of IKE charon daemon (strongSwan 5.9.8, Linux ..., x86_64):" — captures 5.9.8. */
@@ -36,12 +36,14 @@ const UPTIME = /^ {2}uptime: (\d+ [a-z]+),/;
 const PLUGINS = /^ {2}loaded plugins: (.*)$/s;
 /** "Security Associations (1 up, 0 connecting):" — captures both counts. */
 const SA_HEADER = /^Security Associations \((\d+) up, (\d+) connecting\):/;
-/** Any line of an IKE_SA: "      a-to-b[1]: <body>" — captures name, unique id, body. */
-const IKE_SA_LINE = /^ *([^\s[\]{}]+)\[(\d+)\]: (.*)$/s;
-/** Any line of a CHILD_SA: "      a-to-b{1}:  <body>" — captures name, unique id, body. */
-const CHILD_SA_LINE = /^ *([^\s[\]{}]+)\{(\d+)\}: (.*)$/s;
-/** Any line of a loaded connection: "      a-to-b:  <body>" — captures name and body. */
-const CONN_LINE = /^ *([^\s:[\]{}]+):(.*)$/s;
+/**
+ * The key in front of every SA line: "      a-to-b[1]: " for an IKE_SA, "      a-to-b{1}: " for a
+ * CHILD_SA. Captures the name, then the unique id in group 2 (IKE_SA) or 3 (CHILD_SA); the body
+ * is the rest of the line. The name stops at the first bracket, so one attempt decides.
+ */
+const SA_LINE_KEY = /^ *([^\s[\]{}]+)(?:\[(\d+)\]|\{(\d+)\}): /;
+/** The key in front of every line of a loaded connection: "      a-to-b:" — captures the name. */
+const CONN_LINE_KEY = /^ *([^\s:[\]{}]+):/;
 /** An address under "Listening IP addresses:": "  172.16.0.18". */
 const LISTENING_ADDRESS = /^ {2}(\S+)$/;
 
@@ -81,17 +83,14 @@ export function parseStrokeStatus(text: string): StrongswanStatus {
   };
   const cursor: Cursor = { section: 'preamble', ikeSa: undefined, conn: undefined };
 
-  for (const line of splitLines(text)) {
+  for (const line of eachLine(text)) {
     if (readSectionHeader(line, status, cursor)) continue;
 
-    const ikeLine = IKE_SA_LINE.exec(line);
-    if (ikeLine !== null) {
-      readIkeLine(ikeLine, status, cursor);
-      continue;
-    }
-    const childLine = CHILD_SA_LINE.exec(line);
-    if (childLine !== null) {
-      readChildLine(childLine, status, cursor);
+    const saKey = SA_LINE_KEY.exec(line);
+    if (saKey !== null) {
+      const body = line.slice(saKey[0].length);
+      if (saKey[2] !== undefined) readIkeLine(saKey[1]!, saKey[2], body, status, cursor);
+      else readChildLine(saKey[1]!, saKey[3]!, body, status, cursor);
       continue;
     }
 
@@ -101,10 +100,16 @@ export function parseStrokeStatus(text: string): StrongswanStatus {
 }
 
 /** Hands an IKE_SA line on; a new IKE_SA becomes current (and implies the SA section). */
-function readIkeLine(line: RegExpExecArray, status: StrongswanStatus, cursor: Cursor): void {
-  const uniqueId = parseCount(line[2]);
+function readIkeLine(
+  name: string,
+  id: string,
+  body: string,
+  status: StrongswanStatus,
+  cursor: Cursor,
+): void {
+  const uniqueId = parseCount(id);
   if (uniqueId === undefined) return;
-  const created = readIkeSaLine(line[1]!, uniqueId, line[3]!, status.ikeSas, cursor.ikeSa);
+  const created = readIkeSaLine(name, uniqueId, body, status.ikeSas, cursor.ikeSa);
   if (created === undefined) return;
   status.ikeSas.push(created);
   cursor.ikeSa = created;
@@ -112,15 +117,25 @@ function readIkeLine(line: RegExpExecArray, status: StrongswanStatus, cursor: Cu
 }
 
 /** Hands a CHILD_SA line to its owner: the routed list, or the IKE_SA printed above it. */
-function readChildLine(line: RegExpExecArray, status: StrongswanStatus, cursor: Cursor): void {
-  const uniqueId = parseCount(line[2]);
+function readChildLine(
+  name: string,
+  id: string,
+  body: string,
+  status: StrongswanStatus,
+  cursor: Cursor,
+): void {
+  const uniqueId = parseCount(id);
   const owner = cursor.section === 'routed' ? status.routed : cursor.ikeSa?.children;
   if (uniqueId === undefined || owner === undefined) return; // no IKE_SA above: skipped
-  readChildSaLine(line[1]!, uniqueId, line[3]!, owner);
+  readChildSaLine(name, uniqueId, body, owner);
 }
 
 /** Recognises a section header line, updating the cursor; false for any other line. */
 function readSectionHeader(line: string, status: StrongswanStatus, cursor: Cursor): boolean {
+  // Every section header starts with a capital letter: most lines need no further look.
+  const first = line.charAt(0);
+  if (first < 'A' || first > 'Z') return false;
+
   const plain = PLAIN_SECTION_HEADERS.get(line.trimEnd());
   if (plain !== undefined) {
     cursor.section = plain;
@@ -161,9 +176,10 @@ function readSectionBody(line: string, status: StrongswanStatus, cursor: Cursor)
       return;
     }
     case 'connections': {
-      const connLine = CONN_LINE.exec(line);
-      if (connLine === null) return;
-      const created = readConnLine(connLine[1]!, connLine[2]!.trim(), cursor.conn);
+      const connKey = CONN_LINE_KEY.exec(line);
+      if (connKey === null) return;
+      const body = line.slice(connKey[0].length).trim();
+      const created = readConnLine(connKey[1]!, body, cursor.conn);
       if (created === undefined) return;
       status.connections.push(created);
       cursor.conn = created;

@@ -21,7 +21,7 @@
 
 import { toChildSaState, toIkeSaState } from './states.js';
 import type { ChildSa, IkeSa, LoadedChild, LoadedConn } from './types.js';
-import { parseCount, splitLines, splitWords, withoutUndefined } from './text.js';
+import { eachLine, parseCount, setIfDefined, splitWords } from './text.js';
 
 /** IKE_SA header "a-to-b: #1, ESTABLISHED, IKEv2, ec8c..._i* ebc5..._r" (`*` marks our side). */
 const SA_IKE_HEADER =
@@ -68,32 +68,50 @@ const CONN_CHILD_SELECTORS = /^ {4}(local|remote): +(.*)$/s;
 /**
  * Parses `swanctl --list-sas`. Each CHILD_SA goes to the IKE_SA printed above it; CHILD_SA
  * lines before any IKE_SA are skipped. Pure, total, linear; empty text gives [].
+ *
+ * A line's indentation says which formats it can have, so only those are tried.
  */
 export function parseSwanctlListSas(text: string): IkeSa[] {
   const ikeSas: IkeSa[] = [];
   let ikeSa: IkeSa | undefined;
   let child: ChildSa | undefined;
 
-  for (const line of splitLines(text)) {
-    const ikeHeader = SA_IKE_HEADER.exec(line);
-    if (ikeHeader !== null) {
-      ikeSa = newIkeSa(ikeHeader);
-      ikeSas.push(ikeSa);
-      child = undefined;
-      continue;
+  for (const line of eachLine(text)) {
+    switch (leadingSpaces(line)) {
+      case 0: {
+        const ikeHeader = SA_IKE_HEADER.exec(line);
+        if (ikeHeader === null) break;
+        ikeSa = newIkeSa(ikeHeader);
+        ikeSas.push(ikeSa);
+        child = undefined;
+        break;
+      }
+      case 2: {
+        if (ikeSa === undefined) break;
+        const childHeader = SA_CHILD_HEADER.exec(line);
+        if (childHeader === null) {
+          readIkeDetail(ikeSa, line);
+          break;
+        }
+        child = newChildSa(childHeader);
+        ikeSa.children.push(child);
+        break;
+      }
+      case 4:
+        if (child !== undefined) readChildDetail(child, line);
+        break;
+      default: // no line of --list-sas is indented otherwise
+        break;
     }
-    if (ikeSa === undefined) continue;
-
-    const childHeader = SA_CHILD_HEADER.exec(line);
-    if (childHeader !== null) {
-      child = newChildSa(childHeader);
-      ikeSa.children.push(child);
-      continue;
-    }
-    if (child !== undefined && readChildDetail(child, line)) continue;
-    readIkeDetail(ikeSa, line);
   }
   return ikeSas;
+}
+
+/** The number of spaces a line starts with. */
+function leadingSpaces(line: string): number {
+  let count = 0;
+  while (line.startsWith(' ', count)) count += 1;
+  return count;
 }
 
 function newIkeSa(header: RegExpExecArray): IkeSa {
@@ -117,23 +135,13 @@ function readIkeDetail(ikeSa: IkeSa, line: string): void {
     const parsed = parseSaEndpoint(endpoint[2]!);
     if (parsed === undefined) return;
     if (endpoint[1] === 'local') {
-      Object.assign(
-        ikeSa,
-        withoutUndefined({
-          localId: parsed.id,
-          localAddress: parsed.address,
-          localPort: parsed.port,
-        }),
-      );
+      ikeSa.localId = parsed.id;
+      ikeSa.localAddress = parsed.address;
+      setIfDefined(ikeSa, 'localPort', parsed.port);
     } else {
-      Object.assign(
-        ikeSa,
-        withoutUndefined({
-          remoteId: parsed.id,
-          remoteAddress: parsed.address,
-          remotePort: parsed.port,
-        }),
-      );
+      ikeSa.remoteId = parsed.id;
+      ikeSa.remoteAddress = parsed.address;
+      setIfDefined(ikeSa, 'remotePort', parsed.port);
     }
     return;
   }
@@ -141,14 +149,9 @@ function readIkeDetail(ikeSa: IkeSa, line: string): void {
   const established = SA_ESTABLISHED.exec(line);
   if (established !== null) {
     const timers = established[2]!;
-    Object.assign(
-      ikeSa,
-      withoutUndefined({
-        establishedSecondsAgo: parseCount(established[1]),
-        rekeyInSeconds: parseCount(REKEY_IN.exec(timers)?.[1]),
-        reauthInSeconds: parseCount(REAUTH_IN.exec(timers)?.[1]),
-      }),
-    );
+    setIfDefined(ikeSa, 'establishedSecondsAgo', parseCount(established[1]));
+    setIfDefined(ikeSa, 'rekeyInSeconds', parseCount(REKEY_IN.exec(timers)?.[1]));
+    setIfDefined(ikeSa, 'reauthInSeconds', parseCount(REAUTH_IN.exec(timers)?.[1]));
   }
 }
 
@@ -162,9 +165,10 @@ function parseSaEndpoint(text: string) {
   const hostPart = text.slice(idEnd + "' @ ".length);
   const portOpen = hostPart.indexOf('[');
   const portClose = hostPart.indexOf(']', portOpen);
+  const addressEnd = portOpen < 0 ? hostPart.indexOf(' ') : portOpen;
   return {
     id: text.slice(0, idEnd),
-    address: portOpen < 0 ? hostPart.split(' ', 1)[0] : hostPart.slice(0, portOpen),
+    address: addressEnd < 0 ? hostPart : hostPart.slice(0, addressEnd),
     port:
       portOpen < 0 || portClose < 0
         ? undefined
@@ -173,13 +177,14 @@ function parseSaEndpoint(text: string) {
 }
 
 function newChildSa(header: RegExpExecArray): ChildSa {
+  const reqid = parseCount(header[3]);
   const protocol = header[7];
   return {
     conn: header[1]!,
     uniqueId: Number(header[2]),
     state: toChildSaState(header[4]),
     mode: header[5]!,
-    ...withoutUndefined({ reqid: parseCount(header[3]) }),
+    ...(reqid === undefined ? {} : { reqid }),
     ...(protocol === 'ESP' || protocol === 'AH' ? { protocol } : {}),
     udpEncap: header[6] !== undefined,
     localTs: [],
@@ -187,59 +192,39 @@ function newChildSa(header: RegExpExecArray): ChildSa {
   };
 }
 
-/** Reads a CHILD_SA detail line (four-space indent); false when the line is not one. */
-function readChildDetail(child: ChildSa, line: string): boolean {
+/** Reads a CHILD_SA detail line (four-space indent): SPI and counters, selectors or timers. */
+function readChildDetail(child: ChildSa, line: string): void {
   const direction = SA_DIRECTION.exec(line);
   if (direction !== null) {
-    const inbound = direction[1] === 'in';
-    const counters = {
-      spi: direction[2],
-      bytes: parseCount(direction[3]),
-      packets: parseCount(direction[4]),
-      lastSecondsAgo: parseCount(direction[5]),
-    };
-    Object.assign(
-      child,
-      withoutUndefined(
-        inbound
-          ? {
-              spiIn: counters.spi,
-              bytesIn: counters.bytes,
-              packetsIn: counters.packets,
-              lastInSecondsAgo: counters.lastSecondsAgo,
-            }
-          : {
-              spiOut: counters.spi,
-              bytesOut: counters.bytes,
-              packetsOut: counters.packets,
-              lastOutSecondsAgo: counters.lastSecondsAgo,
-            },
-      ),
-    );
-    return true;
+    const [, way, spi, bytes, packets, lastSecondsAgo] = direction;
+    if (way === 'in') {
+      child.spiIn = spi!;
+      setIfDefined(child, 'bytesIn', parseCount(bytes));
+      setIfDefined(child, 'packetsIn', parseCount(packets));
+      setIfDefined(child, 'lastInSecondsAgo', parseCount(lastSecondsAgo));
+    } else {
+      child.spiOut = spi!;
+      setIfDefined(child, 'bytesOut', parseCount(bytes));
+      setIfDefined(child, 'packetsOut', parseCount(packets));
+      setIfDefined(child, 'lastOutSecondsAgo', parseCount(lastSecondsAgo));
+    }
+    return;
   }
 
   const selectors = SA_SELECTORS.exec(line);
   if (selectors !== null) {
     if (selectors[1] === 'local') child.localTs = splitWords(selectors[2]!);
     else child.remoteTs = splitWords(selectors[2]!);
-    return true;
+    return;
   }
 
   const installed = SA_INSTALLED.exec(line);
   if (installed !== null) {
     const timers = installed[2]!;
-    Object.assign(
-      child,
-      withoutUndefined({
-        installedSecondsAgo: parseCount(installed[1]),
-        rekeyInSeconds: parseCount(REKEY_IN.exec(timers)?.[1]),
-        expiresInSeconds: parseCount(EXPIRES_IN.exec(timers)?.[1]),
-      }),
-    );
-    return true;
+    setIfDefined(child, 'installedSecondsAgo', parseCount(installed[1]));
+    setIfDefined(child, 'rekeyInSeconds', parseCount(REKEY_IN.exec(timers)?.[1]));
+    setIfDefined(child, 'expiresInSeconds', parseCount(EXPIRES_IN.exec(timers)?.[1]));
   }
-  return false;
 }
 
 /**
@@ -253,7 +238,7 @@ export function parseSwanctlListConns(text: string): LoadedConn[] {
   let child: LoadedChild | undefined;
   let authSide: 'local' | 'remote' | undefined; // the first round of this side is being read
 
-  for (const line of splitLines(text)) {
+  for (const line of eachLine(text)) {
     const header = CONN_HEADER.exec(line);
     if (header !== null) {
       conn = {
