@@ -113,10 +113,14 @@ export async function planHealth(options: {
     const sas = [...ikeSasOfConn(observed.status.ikeSas, name), ...halfOpen];
 
     const monitored = options.probes?.latest(name);
+    // Usable only when fresh, and when its run of losses began after our last heal: probes
+    // lost while the last heal was under way say nothing about the healed tunnel.
+    const lastHealAtMs = state.lastHeal?.atMs ?? 0;
     const monitorIsCurrent =
       monitored !== undefined &&
       connection.probe !== undefined &&
-      monitored.atMs > (state.lastHeal?.atMs ?? 0) &&
+      monitored.atMs > lastHealAtMs &&
+      (monitored.lossesSinceMs ?? monitored.atMs) > lastHealAtMs &&
       options.nowMs - monitored.atMs <= 2 * connection.probe.intervalMs;
     if (monitorIsCurrent) {
       // The daemon's monitor probed moments ago (and confirmed any loss): no need to wait on
@@ -178,6 +182,11 @@ export async function planHealth(options: {
     }
     const last = heals.at(-1);
     if (last) state.lastHeal = { atMs: options.nowMs, action: last.type, reason: last.reason };
+    if (heals.some((heal) => heal.type !== 'terminate-ike-sa' && heal.type !== 'terminate-child-sa')) {
+      // A restarted tunnel starts its record afresh: earlier losses and counters were the old SA's.
+      state.probe = { ...state.probe, consecutiveLosses: 0 };
+      state.counters = [];
+    }
     plan.actions.push(...heals);
     plan.state.conns[name] = state;
   }

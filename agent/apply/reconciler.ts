@@ -28,6 +28,8 @@ export interface HostPorts {
 export interface ProbeReading {
   consecutiveLosses: number;
   atMs: number;
+  /** When the current run of losses began (its first lost probe was sent); absent at 0 losses. */
+  lossesSinceMs?: number;
 }
 
 /** What a pass may ask of a probe monitor instead of probing itself. */

@@ -35,10 +35,17 @@ export function createProbeMonitor(options: {
 
   async function probe(follower: Follower): Promise<void> {
     const probeConfig = follower.connection.probe!;
+    const sentAtMs = Date.now();
     const result = await probeOnce(options.run, probeConfig).catch(() => ({ replied: false }));
     if (follower.stopped) return;
-    const losses = result.replied ? 0 : (follower.reading?.consecutiveLosses ?? 0) + 1;
-    follower.reading = { consecutiveLosses: losses, atMs: Date.now() };
+    const previous = follower.reading;
+    const losses = result.replied ? 0 : (previous?.consecutiveLosses ?? 0) + 1;
+    const lossesSinceMs = losses === 0 ? undefined : losses === 1 ? sentAtMs : previous?.lossesSinceMs;
+    follower.reading = {
+      consecutiveLosses: losses,
+      atMs: Date.now(),
+      ...(lossesSinceMs === undefined ? {} : { lossesSinceMs }),
+    };
     if (!result.replied && losses < probeConfig.lossThreshold) {
       schedule(follower, 0); // confirm a loss at once
       return;
