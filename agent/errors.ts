@@ -19,6 +19,7 @@ export const ErrorCode = {
   commandMissing: 'TW_COMMAND_MISSING',
   fileWriteFailed: 'TW_FILE_WRITE_FAILED',
   strongswanMissing: 'TW_STRONGSWAN_MISSING',
+  strongswanPluginMissing: 'TW_STRONGSWAN_PLUGIN_MISSING',
   charonNotAnswering: 'TW_CHARON_NOT_ANSWERING',
   viciUnavailable: 'TW_VICI_UNAVAILABLE',
   viciTimedOut: 'TW_VICI_TIMED_OUT',

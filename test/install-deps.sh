@@ -7,7 +7,7 @@ packages=(
   strongswan strongswan-starter strongswan-swanctl libcharon-extra-plugins
   libstrongswan-extra-plugins iproute2 iptables nftables iputils-ping util-linux procps
   lxd dnsmasq-base
-  strongswan-pki
+  strongswan-pki libcharon-extauth-plugins libstrongswan-standard-plugins
 )
 
 missing=()

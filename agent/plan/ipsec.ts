@@ -138,6 +138,24 @@ export function ikeSasOfConn(ikeSas: readonly IkeSa[], name: string): IkeSa[] {
     .map((sa) => ({ ...sa, children: sa.children.filter((child) => child.conn === name) }));
 }
 
+/**
+ * Road warriors authenticate with EAP-MSCHAPv2, a plugin Debian ships apart from charon
+ * (libcharon-extauth-plugins). Without it every client is refused at EAP time with nothing
+ * in tunnelwarden's view to say why, so a running charon that lists its plugins and lacks it
+ * stops the resource here. Throws TunnelwardenError strongswanPluginMissing.
+ */
+function requireRoadWarriorPlugins(desired: DesiredState, observed: IpsecObservation): void {
+  const plugins = observed.status.plugins;
+  if (desired.ipsec?.roadWarrior === undefined || !observed.charonRunning || plugins.length === 0) return;
+  if (plugins.includes('eap-mschapv2')) return;
+  throw new TunnelwardenError(
+    'unsupported',
+    ErrorCode.strongswanPluginMissing,
+    "road warriors need charon's eap-mschapv2 plugin, which is not loaded (Debian: apt-get " +
+      'install libcharon-extauth-plugins, then restart strongSwan)',
+  );
+}
+
 /** Plans the ipsec resource. Throws TunnelwardenError when strongSwan is not installed. */
 export function planIpsec(input: IpsecPlanInput): IpsecAction[] {
   const { desired, observed, paths } = input;
@@ -154,6 +172,8 @@ export function planIpsec(input: IpsecPlanInput): IpsecAction[] {
         'strongswan libcharon-extra-plugins)',
     );
   }
+
+  requireRoadWarriorPlugins(desired, observed);
 
   const actions: IpsecAction[] = [];
   const status = observed.status;

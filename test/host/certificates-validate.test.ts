@@ -28,6 +28,12 @@ function desiredFile(
   const document = JSON.parse(readFileSync(path.join(repo, 'config', 'roadwarrior.json'), 'utf8'));
   delete document.$schema;
   Object.assign(document.ipsec.roadWarrior, files);
+  // The clients' password files must exist too, or validate notes them: made here, 0600.
+  for (const client of document.ipsec.roadWarrior.clients) {
+    const passwordFile = path.join(dir, `${client.eapId}.password`);
+    writeFileSync(passwordFile, `pw-${client.eapId}\n`, { mode: 0o600 });
+    client.password = { file: passwordFile };
+  }
   const file = path.join(dir, `${name}.json`);
   writeFileSync(file, JSON.stringify(document));
   return file;

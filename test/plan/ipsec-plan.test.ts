@@ -288,3 +288,33 @@ t.test('a conn strongSwan merged into another conn is loaded and up, so nothing 
   withoutSecondChild.ikeSas[0]!.children.pop();
   t.same(kinds(plan(desired, { ...observed, status: withoutSecondChild })), ['initiate a-to-b-2']);
 });
+
+t.test("road warriors without charon's eap-mschapv2 plugin are an unsupported error", async (t) => {
+  const desired = example('roadwarrior.json');
+  const captured = parseStrokeStatus(
+    readFileSync(
+      path.join(repo, 'test', 'fixtures', 'strongswan-5.9.8-libipsec', 'stroke-statusall-established.txt'),
+      'utf8',
+    ),
+  );
+  const observed = (plugins: string[]): IpsecObservation => ({
+    ...convergedA(desired),
+    status: { ...captured, plugins },
+  });
+  t.ok(captured.plugins.includes('eap-mschapv2'), 'the captured charon has the plugin');
+  t.doesNotThrow(() => plan(desired, observed(captured.plugins)));
+  const without = captured.plugins.filter((plugin) => plugin !== 'eap-mschapv2');
+  t.throws(() => plan(desired, observed(without)), {
+    code: 'TW_STRONGSWAN_PLUGIN_MISSING',
+    message: /eap-mschapv2.*libcharon-extauth-plugins/,
+  });
+  t.doesNotThrow(
+    () => plan(desired, observed([])),
+    'a status without its plugin list (plain ipsec status) is not taken as missing',
+  );
+  const siteA = example('site-a.json');
+  t.doesNotThrow(
+    () => plan(siteA, { ...convergedA(siteA), status: { ...convergedA(siteA).status, plugins: without } }),
+    'site-to-site conns alone do not need it',
+  );
+});
