@@ -2,15 +2,17 @@
  * Listens to charon's vici events so the daemon heals the moment an SA goes down (deleted by
  * the peer, expired, terminated by hand) instead of at the next scheduled pass, and looks at
  * once when one comes up (a peer that lost its state and initiated anew leaves a duplicate).
- * Every ike-updown or child-updown event asks for a pass; so does the subscription ending
- * (charon stopped or restarted). While charon's socket is absent it tries again every
+ * Every ike-updown, child-updown, ike-rekey or child-rekey event asks for a pass (a rekey that
+ * collides with the peer's, or a peer that reauthenticates, can leave a duplicate behind); so
+ * does the subscription ending (charon stopped or restarted). While charon's socket is absent it tries again every
  * RECONNECT_DELAY_MS.
  */
 import type { Logger } from 'pino';
 import { DEFAULT_VICI_SOCKET, ViciClient, type ViciSubscription } from '../host/vici.js';
-import { ikeSasFromViciEvent } from '../observe/vici-sas.js';
+import { connsFromViciRekeyEvent, ikeSasFromViciEvent } from '../observe/vici-sas.js';
 
 export const RECONNECT_DELAY_MS = 2_000;
+const WATCHED_EVENTS = ['ike-updown', 'child-updown', 'ike-rekey', 'child-rekey'] as const;
 
 export interface ViciWatch {
   stop(): void;
@@ -37,7 +39,14 @@ export function watchViciEvents(options: {
     let client: ViciClient | undefined;
     try {
       client = await ViciClient.connect(options.socketPath ?? DEFAULT_VICI_SOCKET, { timeoutMs: 5_000 });
-      subscription = await client.subscribe(['ike-updown', 'child-updown'], (event) => {
+      subscription = await client.subscribe(WATCHED_EVENTS, (event) => {
+        if (event.name === 'ike-rekey' || event.name === 'child-rekey') {
+          const [conn] = connsFromViciRekeyEvent(event.message);
+          if (conn === undefined) return;
+          options.logger.info({ resource: 'ipsec', conn, event: event.name }, 'SA rekeyed');
+          options.onChange(conn);
+          return;
+        }
         const change = ikeSasFromViciEvent(event.message);
         if (!change) return;
         options.logger.info(

@@ -150,3 +150,12 @@ export function ikeSasFromViciEvent(event: ViciMessage): { up: boolean; ikeSa: I
   const [mapped] = ikeSasOf(event);
   return mapped === undefined ? undefined : { up: text(event, 'up') === 'yes', ikeSa: mapped };
 }
+
+/**
+ * The conns an `ike-rekey` or `child-rekey` event names. Such an event keeps the IKE_SA's (or
+ * CHILD_SA's) `old` and `new` halves under the conn name, so only the names are read: a rekey
+ * is a cue to look again, and the pass that follows lists the SAs afresh.
+ */
+export function connsFromViciRekeyEvent(event: ViciMessage): string[] {
+  return Object.entries(event).flatMap(([conn, entry]) => (isSection(entry) ? [conn] : []));
+}

@@ -1,22 +1,27 @@
 /**
  * Lab: ViciClient against real charon in a two-site lab with a hand-written PSK ipsec.conf.
  * The conn is loaded by stroke and driven over vici: listed, initiated, watched through
- * ike-/child-updown events, listed as SAs (and mapped), terminated; then charon is killed and
- * the client must fail fast with the typed error, and a new client must work once starter has
- * restarted charon.
+ * ike-/child-updown and ike-/child-rekey events, listed as SAs (and mapped), terminated; then
+ * charon is killed and the client must fail fast with the typed error, and a new client must
+ * work once starter has restarted charon.
  *
  * Most steps connect from this test process to site A's socket through the host path of the
  * site's private /run (pathname unix sockets do not belong to a network namespace); one step
  * runs the client inside site A on the default path /run/charon.vici.
  *
- * With TW_CAPTURE_FIXTURES=1 the list-sas answers are written to test/fixtures/vici/ as JSON.
+ * With TW_CAPTURE_FIXTURES=1 the list-sas answers and the events are written to
+ * test/fixtures/vici/ as JSON.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { ErrorCode, TunnelwardenError } from '../../agent/errors.js';
 import { ViciClient, type ViciEvent, type ViciMessage } from '../../agent/host/vici.js';
-import { ikeSasFromVici, ikeSasFromViciEvent } from '../../agent/observe/vici-sas.js';
+import {
+  connsFromViciRekeyEvent,
+  ikeSasFromVici,
+  ikeSasFromViciEvent,
+} from '../../agent/observe/vici-sas.js';
 import { Lab, labSkipReason, REPO_ROOT, type Site } from './harness.js';
 
 const skip = labSkipReason();
@@ -203,7 +208,7 @@ t.test(
     );
 
     await t.test(
-      'a subscriber sees ike-updown and child-updown as the conn goes down and up',
+      'a subscriber sees ike-updown and child-updown as the conn goes down and up, then both rekeys',
       async (t) => {
         const events: ViciEvent[] = [];
         const subscription = await client.subscribe(
@@ -241,6 +246,28 @@ t.test(
           'the event carries the installed CHILD_SA',
         );
         await capture('event-child-updown-up.json', childUp?.message);
+
+        events.length = 0;
+        await a.exec(['swanctl', '--rekey', '--ike', CONN]);
+        const ikeRekey = await eventually(() => events.some((event) => event.name === 'ike-rekey'));
+        t.ok(ikeRekey, 'ike-rekey reported the IKE_SA rekeyed');
+        const ikeRekeyEvent = events.find((event) => event.name === 'ike-rekey')?.message;
+        t.strictSame(ikeRekeyEvent && connsFromViciRekeyEvent(ikeRekeyEvent), [CONN]);
+        await capture('event-ike-rekey.json', ikeRekeyEvent);
+
+        events.length = 0;
+        await a.exec(['swanctl', '--rekey', '--child', CONN]);
+        const childRekey = await eventually(() =>
+          events.some((event) => event.name === 'child-rekey'),
+        );
+        t.ok(childRekey, 'child-rekey reported the CHILD_SA rekeyed');
+        const childRekeyEvent = events.find((event) => event.name === 'child-rekey')?.message;
+        t.strictSame(childRekeyEvent && connsFromViciRekeyEvent(childRekeyEvent), [CONN]);
+        await capture('event-child-rekey.json', childRekeyEvent);
+        t.ok(
+          await eventually(() => a.ping('10.1.0.1', '10.2.0.1')),
+          'traffic still crosses after both rekeys',
+        );
 
         subscription.close();
         t.equal(await subscription.ended, undefined);

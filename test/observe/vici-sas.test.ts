@@ -1,7 +1,11 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import type { ViciMessage } from '../../agent/host/vici-codec.js';
-import { ikeSasFromVici, ikeSasFromViciEvent } from '../../agent/observe/vici-sas.js';
+import {
+  connsFromViciRekeyEvent,
+  ikeSasFromVici,
+  ikeSasFromViciEvent,
+} from '../../agent/observe/vici-sas.js';
 
 /** A vici answer captured in the lab by test/lab/vici.test.ts (strongSwan 5.9.8, libipsec). */
 function captured<T = ViciMessage[]>(name: string): T {
@@ -84,6 +88,15 @@ t.test('updown events map to the IKE_SA they name and whether it went up', async
   t.strictSame(down?.ikeSa.children, [], 'ike-updown has no child-sas section');
 
   t.equal(ikeSasFromViciEvent({ up: 'yes' }), undefined, 'an event naming no IKE_SA');
+});
+
+t.test('rekey events name the conn whose SA was rekeyed', async (t) => {
+  t.strictSame(connsFromViciRekeyEvent(captured<ViciMessage>('event-ike-rekey.json')), ['a-to-b']);
+  t.strictSame(connsFromViciRekeyEvent(captured<ViciMessage>('event-child-rekey.json')), [
+    'a-to-b',
+  ]);
+  t.strictSame(connsFromViciRekeyEvent({}), [], 'an empty event names no conn');
+  t.strictSame(connsFromViciRekeyEvent({ up: 'yes' }), [], 'a plain value is no conn');
 });
 
 // The inputs below are written by hand to reach the edges; they are not captures.
