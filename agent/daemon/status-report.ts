@@ -15,6 +15,7 @@ import { observeIpsec } from '../observe/ipsec.js';
 import type { IkeSa, StrongswanStatus } from '../observe/parse/types.js';
 import { formatAction } from '../plan/actions.js';
 import { readHealthState } from '../host/health-store.js';
+import { formatHostFacts, readHostFacts, type HostFacts } from '../host/host-facts.js';
 import type { HealthStateFile } from '../plan/health-state.js';
 import { ikeSasOfConn, loadedConnsByName } from '../plan/ipsec.js';
 import { readStatusFile, type DaemonStatus } from './status-file.js';
@@ -50,6 +51,8 @@ export interface ConnectionRow {
 
 export interface StatusReport {
   configPath: string;
+  /** The machine (OS, kernel, CPU, memory), when it could be read. */
+  host?: HostFacts;
   /** Why the desired file could not be used, when it could not. */
   desiredProblem?: string;
   charonRunning: boolean | undefined;
@@ -133,6 +136,8 @@ export async function buildStatusReport(options: {
   desiredProblem?: string;
   statusFile: string;
   ports: HostPorts;
+  /** Injected for tests; defaults to reading this machine. */
+  hostFacts?: () => Promise<HostFacts | undefined>;
 }): Promise<StatusReport> {
   const { desired, ports } = options;
   const resources: ResourceRow[] = [];
@@ -166,8 +171,10 @@ export async function buildStatusReport(options: {
   }
 
   const daemonStatus = await readStatusFile(ports.files, options.statusFile);
+  const host = await (options.hostFacts ?? readHostFacts)();
   return {
     configPath: options.configPath,
+    ...(host ? { host } : {}),
     ...(options.desiredProblem ? { desiredProblem: options.desiredProblem } : {}),
     charonRunning,
     resources,
@@ -199,6 +206,7 @@ function ago(iso: string | null | undefined, now: Date): string {
 export function formatStatusReport(report: StatusReport, now = new Date()): string {
   const lines: string[] = [`desired state: ${report.configPath}`];
   if (report.desiredProblem) lines.push(`  not usable: ${report.desiredProblem}`);
+  lines.push(`host: ${report.host ? formatHostFacts(report.host) : 'facts not readable'}`);
   lines.push('');
 
   const daemon = report.daemon;

@@ -8,8 +8,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, release } from 'node:os';
 import path from 'node:path';
+import { formatHostFacts, readHostFacts } from '../../agent/host/host-facts.js';
 
 const repo = path.resolve(import.meta.dirname, '..', '..');
 const out = path.join(repo, 'bench-results');
@@ -77,7 +77,8 @@ for (const row of scale as any[]) {
   rows.push({ area: 'scale', item: `${row.item}, ${row.size}`, value: `median ${row.medianMs.toFixed(2)} ms${growth}`, goal });
 }
 
-const machine = `${cpus().length} cores, kernel ${release()}, strongSwan ${strongswanVersion()}, node ${process.version}`;
+const facts = await readHostFacts();
+const machine = `${facts ? formatHostFacts(facts) : 'host facts not readable'}, strongSwan ${strongswanVersion()}, node ${process.version}`;
 const widths = [10, 74, 54];
 console.log(`\n=== tunnelwarden benchmark${quick ? ' (quick: one round each, small sizes)' : ''}: ${machine}`);
 console.log(['area', 'item', 'value', 'goal'].map((cell, i) => cell.padEnd(widths[i] ?? 0)).join(''));

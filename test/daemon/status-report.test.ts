@@ -66,6 +66,7 @@ t.test("a conn's probe record and last heal come from the health state", async (
     daemon: undefined,
   });
   t.match(text, 'a-to-b: probe 3/40 lost, 0 in a row, last RTT 0.41 ms');
+  t.match(text, /^host: facts not readable$/m, 'a report without host facts says so');
   t.match(text, 'a-to-b: last heal restart-ike-sa at 2026-12-03T19:00:00.000Z: probe-failing: 2 lost');
   t.notOk(connectionRows(siteA(), fixture('lab-stroke-statusall-established.txt'))[0]?.probe, 'no record, no probe');
 });
@@ -73,6 +74,15 @@ t.test("a conn's probe record and last heal come from the health state", async (
 t.test('the report reads as tables with the last pass of the daemon', async (t) => {
   const report: StatusReport = {
     configPath: '/etc/tunnelwarden/desired.json',
+    host: {
+      hostname: 'dc1-gw',
+      os: 'Debian GNU/Linux 12',
+      kernel: '6.1.0-28-amd64',
+      arch: 'x64',
+      cpuModel: 'AMD EPYC',
+      cpuCores: 2,
+      memoryBytes: 8 * 1024 ** 3,
+    },
     charonRunning: true,
     resources: [
       { resource: 'link', state: 'not-managed', pending: [] },
@@ -103,6 +113,7 @@ t.test('the report reads as tables with the last pass of the daemon', async (t) 
     },
   };
   const text = formatStatusReport(report, new Date('2026-12-03T19:10:30.000Z'));
+  t.match(text, /^host: dc1-gw: Debian GNU\/Linux 12, kernel 6\.1\.0-28-amd64 x64, 2 cores AMD EPYC, 8\.0 GiB$/m);
   t.match(text, /daemon: pid 4242 running/);
   t.match(text, /last pass: #12 converged at 2026-12-03T19:10:00.000Z \(30 s ago\), 31 ms, 0 actions, triggered by schedule/);
   t.match(text, /^ipsec\s+drifted\s+1 pending: ipsec initiate a-to-b: no IKE_SA$/m);
