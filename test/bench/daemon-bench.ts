@@ -6,6 +6,7 @@
  * 2. idle RSS and CPU of the daemon over 60 s with 10 established connections (default 30 s
  *    schedule, so two full passes fall in the window); CPU of the commands it ran counted apart;
  * 3. CPU per no-op pass, from passes triggered by SIGHUP one after another.
+ * The daemon runs with the node flags of the systemd unit's ExecStart.
  *
  * Run as root after `npm run build`: `node --import tsx test/bench/daemon-bench.ts [--quick] [--json FILE]`
  * (--quick: one write, one no-op pass, a 10 s idle window).
@@ -20,6 +21,14 @@ import { parseStrokeStatus } from '../../agent/observe/parse/stroke.js';
 import { Lab, labSkipReason, REPO_ROOT, type Site } from '../lab/harness.js';
 
 const CLI = path.join(REPO_ROOT, 'dist', 'agent', 'cli', 'bin.js');
+/** node's own flags in the systemd unit's ExecStart, so the daemon is measured as it runs there. */
+const UNIT_NODE_FLAGS = (() => {
+  const unit = readFileSync(path.join(REPO_ROOT, 'systemd', 'tunnelwarden.service'), 'utf8');
+  const words = /^ExecStart=(.*)$/m.exec(unit)?.[1]?.split(/\s+/) ?? [];
+  const program = words.findIndex((word) => word.endsWith('/bin.js'));
+  if (program < 1) throw new Error('systemd/tunnelwarden.service: no ExecStart running bin.js');
+  return words.slice(1, program);
+})();
 const PSK_FILE = '/etc/tunnelwarden/secrets/bench.psk';
 const quick = process.argv.includes('--quick');
 const jsonIndex = process.argv.indexOf('--json');
@@ -154,7 +163,7 @@ async function main(): Promise<void> {
     const mountFile = path.join(lab.dir, 'mnt', 'a');
     const child = spawn(
       'nsenter',
-      [`--net=/run/netns/${a.netns}`, `--mount=${mountFile}`, '--wd=/', '--', 'node', CLI, 'run', '--config', fileA],
+      [`--net=/run/netns/${a.netns}`, `--mount=${mountFile}`, '--wd=/', '--', 'node', ...UNIT_NODE_FLAGS, CLI, 'run', '--config', fileA],
       { env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: '/root' } },
     );
     daemonPid = child.pid!;

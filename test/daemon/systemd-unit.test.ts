@@ -73,7 +73,7 @@ t.test('make install and uninstall put exactly their files in place and remove t
   t.equal(statSync(path.join(destdir, 'etc/tunnelwarden')).mode & 0o777, 0o700);
   t.same(readdirSync(path.join(destdir, 'etc/tunnelwarden')).sort(), ['desired-state.schema.json', 'desired.example.json']);
   const unit = readFileSync(path.join(destdir, 'etc/systemd/system/tunnelwarden.service'), 'utf8');
-  t.match(unit, /^ExecStart=\S*node \/usr\/local\/lib\/tunnelwarden\/dist\/agent\/cli\/bin\.js run --config \/etc\/tunnelwarden\/desired\.json$/m);
+  t.match(unit, /^ExecStart=\S*node --max-semi-space-size=2 \/usr\/local\/lib\/tunnelwarden\/dist\/agent\/cli\/bin\.js run --config \/etc\/tunnelwarden\/desired\.json$/m);
   const version = spawnSync('node', [path.join(lib, 'dist/agent/cli/bin.js'), '--version'], { encoding: 'utf8' });
   t.equal(version.status, 0, 'the installed program runs');
 
