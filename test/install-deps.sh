@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   strongswan strongswan-starter strongswan-swanctl libcharon-extra-plugins
   libstrongswan-extra-plugins iproute2 iptables nftables iputils-ping util-linux procps
-  lxd dnsmasq-base
+  lxd dnsmasq-base kmod
   strongswan-pki libcharon-extauth-plugins libstrongswan-standard-plugins
 )
 
