@@ -20,6 +20,7 @@ import {
   freshConnHealth,
   recordCounters,
   recordProbe,
+  trackConnecting,
   type HealthStateFile,
 } from '../plan/health-state.js';
 
@@ -80,6 +81,11 @@ function isUp(connection: SiteToSiteConnection, observed: IpsecObservation): boo
   return ikeSasOfConn(observed.status.ikeSas, connection.name).some(
     (sa) => sa.state === 'ESTABLISHED' && sa.children.some((child) => child.state === 'INSTALLED'),
   );
+}
+
+/** Up with an INSTALLED CHILD_SA and, when it has a probe, its last probe answered. */
+function isConfirmedHealthy(connection: SiteToSiteConnection, observed: IpsecObservation, probeLosses: number): boolean {
+  return isUp(connection, observed) && (connection.probe === undefined || probeLosses === 0);
 }
 
 /**
@@ -143,6 +149,10 @@ export async function planHealth(options: {
       });
     }
 
+    const connectingIds = sas.filter((sa) => sa.state === 'CONNECTING').map((sa) => sa.uniqueId);
+    state.connectingSinceMs = trackConnecting(state.connectingSinceMs, connectingIds, options.nowMs);
+    const connectingForMs = new Map(connectingIds.map((id) => [id, options.nowMs - state.connectingSinceMs![String(id)]!]));
+
     const findings = findConnProblems({
       connection,
       ikeSas: sas,
@@ -151,6 +161,7 @@ export async function planHealth(options: {
       xfrmPolicies: kernel.policies,
       counterHistory: state.counters,
       probe: { consecutiveLosses: state.probe.consecutiveLosses },
+      connectingForMs,
     });
     for (const finding of findings) {
       logger.warn({ resource: 'ipsec', conn: name, finding: finding.kind, reason: finding.evidence }, 'health finding');
@@ -158,6 +169,13 @@ export async function planHealth(options: {
     if (configChanging && findings.length > 0) {
       plan.state.conns[name] = state;
       continue; // the config change re-establishes what it touches; judge health afterwards
+    }
+
+    if (findings.length === 0 && !isConfirmedHealthy(connection, observed, state.probe.consecutiveLosses)) {
+      // No finding is not yet health: a tunnel still coming up after a heal, or whose probe has
+      // not answered since, keeps its ladder, so a heal that did not help leads to the next rung.
+      plan.state.conns[name] = state;
+      continue;
     }
 
     const decision = decideHeal(findings, state.memory, {

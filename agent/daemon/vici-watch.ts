@@ -4,7 +4,8 @@
  * once when one comes up (a peer that lost its state and initiated anew leaves a duplicate).
  * Every ike-updown, child-updown, ike-rekey or child-rekey event asks for a pass (a rekey that
  * collides with the peer's, or a peer that reauthenticates, can leave a duplicate behind); so
- * does the subscription ending (charon stopped or restarted). While charon's socket is absent it tries again every
+ * does the subscription ending (charon stopped or restarted) and every new subscription (events
+ * from before it were not heard). While charon's socket is absent it tries again every
  * RECONNECT_DELAY_MS.
  */
 import type { Logger } from 'pino';
@@ -68,6 +69,9 @@ export function watchViciEvents(options: {
     }
     wasConnected = true;
     options.logger.debug({ socket: options.socketPath ?? DEFAULT_VICI_SOCKET }, 'listening to vici events');
+    // Whatever happened while nobody listened (charon just started, a peer initiated in the
+    // meantime) left no event behind: look now.
+    options.onChange('charon');
     const error = await subscription.ended;
     if (stopped) return;
     options.logger.info({ code: error?.code }, 'vici event stream ended; charon stopped or restarted');

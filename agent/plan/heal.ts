@@ -62,6 +62,7 @@ export function freshMemory(): ConnHealMemory {
 const ENTRY_RUNG: Record<HealthFindingKind, LadderStep | undefined> = {
   'no-ike-sa': 'initiate',
   'child-sa-missing': 'initiate',
+  'stuck-connecting': 'restart-ike-sa',
   'probe-failing': 'restart-ike-sa',
   'inbound-frozen': 'restart-ike-sa',
   'xfrm-state-missing': 'restart-ike-sa',

@@ -26,6 +26,8 @@ export interface ConnHealthState {
   probe: ProbeRecord;
   counters: CounterSample[];
   lastHeal?: LastHeal;
+  /** When each IKE_SA now CONNECTING (by unique id) was first seen so. */
+  connectingSinceMs?: Record<string, number>;
 }
 
 export interface HealthStateFile {
@@ -56,6 +58,18 @@ export function recordCounters(history: CounterSample[], sample: CounterSample):
   return [...history.filter((old) => sample.atMs - old.atMs <= COUNTER_HISTORY_MS), sample];
 }
 
+/**
+ * When each IKE_SA now CONNECTING was first seen so: kept from `previous` for SAs still
+ * CONNECTING, `nowMs` for new ones; SAs no longer CONNECTING are dropped.
+ */
+export function trackConnecting(
+  previous: Record<string, number> | undefined,
+  connectingIds: readonly number[],
+  nowMs: number,
+): Record<string, number> {
+  return Object.fromEntries(connectingIds.map((id) => [String(id), previous?.[String(id)] ?? nowMs]));
+}
+
 /** Reads a parsed state file leniently: anything unexpected starts that part afresh. */
 export function healthStateFrom(parsed: unknown): HealthStateFile {
   const file: HealthStateFile = { version: 1, conns: {} };
@@ -68,7 +82,17 @@ export function healthStateFrom(parsed: unknown): HealthStateFile {
       probe: { ...fresh.probe, ...(value?.probe ?? {}) },
       counters: Array.isArray(value?.counters) ? value.counters : [],
       ...(value?.lastHeal ? { lastHeal: value.lastHeal } : {}),
+      ...(isTimeRecord(value?.connectingSinceMs) ? { connectingSinceMs: value.connectingSinceMs } : {}),
     };
   }
   return file;
+}
+
+function isTimeRecord(value: unknown): value is Record<string, number> {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    Object.values(value).every((time) => typeof time === 'number' && Number.isFinite(time))
+  );
 }

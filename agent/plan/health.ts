@@ -14,6 +14,7 @@ export type HealthFindingKind =
   | 'duplicate-ike-sa'
   | 'duplicate-child-sa'
   | 'stale-half-open'
+  | 'stuck-connecting'
   | 'xfrm-state-missing'
   | 'xfrm-policy-missing'
   | 'inbound-frozen'
@@ -49,6 +50,8 @@ export interface ConnHealthInput {
   /** Oldest first. */
   counterHistory?: CounterSample[];
   probe?: { consecutiveLosses: number };
+  /** How long each CONNECTING IKE_SA (by unique id) has been seen CONNECTING, in ms. */
+  connectingForMs?: ReadonlyMap<number, number>;
 }
 
 /** Thresholds; the defaults suit a site-to-site link. */
@@ -57,11 +60,18 @@ export interface HealthPolicy {
   halfOpenAfterEstablishedSeconds: number;
   /** Outbound bytes growing while inbound stay the same over at least this long is a finding. */
   frozenInboundWindowMs: number;
+  /**
+   * An IKE_SA CONNECTING this long with none ESTABLISHED is stuck. An exchange with a live
+   * peer takes well under a second; charon's own retransmissions (about 165 s by default) are
+   * not waited out, since a wedged IKE_SA never gives up on its own.
+   */
+  stuckConnectingAfterMs: number;
 }
 
 export const DEFAULT_HEALTH_POLICY: Readonly<HealthPolicy> = Object.freeze({
   halfOpenAfterEstablishedSeconds: 10,
   frozenInboundWindowMs: 10_000,
+  stuckConnectingAfterMs: 60_000,
 });
 
 const TRANSITIONAL_CHILD_STATES: ReadonlySet<ChildSa['state']> = new Set([
@@ -128,6 +138,7 @@ export function findConnProblems(
             : `IKE_SAs only in ${input.ikeSas.map((sa) => `#${sa.uniqueId} ${sa.state}`).join(', ')}`,
       });
     }
+    if (input.connection.initiate) findings.push(...stuckFindings(conn, connecting, input, policy));
     return [...findings, ...probeFindings(input)];
   }
 
@@ -166,6 +177,14 @@ export function findConnProblems(
   if (input.kernelIpsec) findings.push(...kernelFindings(conn, installed, input));
   findings.push(...counterFindings(conn, input, policy));
   return [...findings, ...probeFindings(input)];
+}
+
+function stuckFindings(conn: string, connecting: IkeSa[], input: ConnHealthInput, policy: HealthPolicy): HealthFinding[] {
+  const ageMs = (sa: IkeSa) => input.connectingForMs?.get(sa.uniqueId) ?? 0;
+  const stuck = connecting.filter((sa) => ageMs(sa) >= policy.stuckConnectingAfterMs);
+  if (stuck.length === 0) return [];
+  const listed = stuck.map((sa) => `#${sa.uniqueId} for ${Math.round(ageMs(sa) / 1000)} s`).join(', ');
+  return [{ conn, kind: 'stuck-connecting', evidence: `IKE_SA ${listed} CONNECTING with none ESTABLISHED` }];
 }
 
 function kernelFindings(conn: string, installed: ChildSa[], input: ConnHealthInput): HealthFinding[] {

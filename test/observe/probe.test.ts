@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import t from 'tap';
 import { parsePingOutput, probeOnce } from '../../agent/observe/probe.js';
 import type { CommandRunner } from '../../agent/host/exec.js';
-import { healthStateFrom, recordCounters, recordProbe } from '../../agent/plan/health-state.js';
+import { healthStateFrom, recordCounters, recordProbe, trackConnecting } from '../../agent/plan/health-state.js';
 
 const fixtures = path.resolve(import.meta.dirname, '..', 'fixtures', 'iputils');
 const capture = (name: string) => readFileSync(path.join(fixtures, name), 'utf8');
@@ -57,4 +57,15 @@ t.test('a damaged state file starts afresh instead of failing', async (t) => {
   t.equal(partial.conns['a-to-b']!.probe.consecutiveLosses, 4);
   t.equal(partial.conns['a-to-b']!.memory.rung, -1);
   t.same(partial.conns['a-to-b']!.counters, []);
+});
+
+t.test('CONNECTING IKE_SAs keep the time they were first seen so; others are forgotten', async (t) => {
+  const first = trackConnecting(undefined, [21], 1_000);
+  t.same(first, { '21': 1_000 });
+  t.same(trackConnecting(first, [21, 22], 5_000), { '21': 1_000, '22': 5_000 });
+  t.same(trackConnecting(first, [22], 5_000), { '22': 5_000 }, '#21 established or gone');
+  const kept = healthStateFrom({ conns: { 'a-to-b': { connectingSinceMs: { '21': 1_000 } } } });
+  t.same(kept.conns['a-to-b']!.connectingSinceMs, { '21': 1_000 });
+  const damaged = healthStateFrom({ conns: { 'a-to-b': { connectingSinceMs: { '21': 'soon' } } } });
+  t.equal(damaged.conns['a-to-b']!.connectingSinceMs, undefined, 'a damaged record is dropped');
 });

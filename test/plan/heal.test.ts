@@ -83,3 +83,11 @@ t.test('the responder reports but never heals', async (t) => {
   t.equal(decision.outcome, 'report-only');
   t.same(decision.actions, []);
 });
+
+t.test('a stuck CONNECTING IKE_SA enters the ladder at restarting the IKE_SA', async (t) => {
+  const stuck: HealthFinding = { conn: 'a-to-b', kind: 'stuck-connecting', evidence: 'IKE_SA #21 for 61 s CONNECTING' };
+  const first = decide([stuck], freshMemory(), 0);
+  t.same(first.actions.map((action) => action.type), ['restart-ike-sa']);
+  const second = decide([stuck], first.memory, first.memory.nextAttemptAtMs);
+  t.same(second.actions.map((action) => action.type), ['reload-config'], 'still stuck after the restart: next rung');
+});

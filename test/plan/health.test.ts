@@ -119,3 +119,17 @@ t.test('the probe fails a conn only after lossThreshold losses in a row', async 
   const noProbe = { ...withProbe(9), connection: connection((conn) => delete conn.probe) };
   t.same(findConnProblems(noProbe), [], 'no probe configured');
 });
+
+t.test('an IKE_SA CONNECTING for a minute with none ESTABLISHED is stuck, on the initiating side', async (t) => {
+  const connecting = [ike(21, 'CONNECTING', undefined, [])];
+  const aged = (ms: number) => input(connecting, { connectingForMs: new Map([[21, ms]]) });
+  t.same(findConnProblems(aged(59_000)), [], 'under a minute: an exchange still in flight');
+  const findings = findConnProblems(aged(61_000));
+  t.same(kinds(findings), ['stuck-connecting']);
+  t.equal(findings[0]!.evidence, 'IKE_SA #21 for 61 s CONNECTING with none ESTABLISHED');
+  t.same(findConnProblems(input(connecting)), [], 'no age known yet: not stuck');
+  const responder = { ...aged(300_000), connection: connection((conn) => (conn.initiate = false)) };
+  t.same(findConnProblems(responder), [], 'the responder waits for its peer');
+  const beside = input([ike(3, 'ESTABLISHED', 5, [child(1)]), ...connecting], { connectingForMs: new Map([[21, 300_000]]) });
+  t.same(findConnProblems(beside), [], 'beside an ESTABLISHED IKE_SA it is a half-open SA, judged by that rule');
+});
