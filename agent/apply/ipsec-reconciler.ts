@@ -19,6 +19,14 @@ import { readHealthState, writeHealthState } from '../host/health-store.js';
 import type { HealthStateFile } from '../plan/health-state.js';
 import { mkdir } from 'node:fs/promises';
 
+/** Actions after which the conn's tunnel is a new one, so the probe record starts afresh. */
+const TUNNEL_RESTARTING_ACTIONS: ReadonlySet<IpsecAction['type']> = new Set([
+  'initiate',
+  'restart-ike-sa',
+  'reload-config',
+  'restart-charon',
+]);
+
 const makeStateDirectory = async (path: string) => {
   await mkdir(path, { recursive: true, mode: 0o700 });
 };
@@ -107,6 +115,7 @@ export function createIpsecReconciler(waits: IpsecWaits = DEFAULT_IPSEC_WAITS): 
         sleep: ports.sleep,
         makeDirectory: ports.makeDirectory,
       });
+      if (TUNNEL_RESTARTING_ACTIONS.has(action.type)) ports.probes?.startAfresh(action.target);
     },
     warnings: () => [...warnings],
   };

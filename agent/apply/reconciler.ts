@@ -35,6 +35,11 @@ export interface ProbeReading {
 /** What a pass may ask of a probe monitor instead of probing itself. */
 export interface ProbeLog {
   latest(conn: string): ProbeReading | undefined;
+  /**
+   * A heal has just re-established the conn's tunnel: its earlier losses say nothing about the
+   * new one. Forgets them, drops probes still under way, and probes again at once.
+   */
+  startAfresh(conn: string): void;
 }
 
 /** Visiting order: the transit link first, LXD's NAT off before our masquerade, IPsec last. */

@@ -263,6 +263,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     passId += 1;
     logger.debug({ pass: passId, trigger: triggers, enforcing: status.enforcingSha256 }, 'pass started');
     const result = await runPass(desired.state, ports, { factories: guardedFactories(factories, control) });
+    viciWatch?.listenNow();
     const outcome = outcomeOf(result, control);
     const lastPass = recordPass(triggers, startedAt, startedMs, outcome, result);
     if (outcome === 'interrupted') {

@@ -3,8 +3,10 @@
  * `intervalMs`. A lost probe is confirmed at once by another (not after a whole interval);
  * when `lossThreshold` are lost in a row it asks for a pass (and again at every interval
  * while the losses go on), whose health check reads the
- * count from here instead of probing again (see ProbeLog) and heals. This is what brings a
- * tunnel whose peer lost its state back within seconds instead of DPD's minutes.
+ * count from here instead of probing again (see ProbeLog) and heals. After a heal the record
+ * starts afresh with a probe at once (startAfresh), so a tunnel that dies again soon after is
+ * seen as quickly as the first time. This is what brings a tunnel whose peer lost its state
+ * back within seconds instead of DPD's minutes.
  */
 import type { Logger } from 'pino';
 import type { DesiredState, SiteToSiteConnection } from '../model/schema.js';
@@ -23,6 +25,8 @@ interface Follower {
   timer?: NodeJS.Timeout;
   stopped: boolean;
   reading?: ProbeReading;
+  /** Bumped by startAfresh; a probe sent under an older generation is ignored. */
+  generation: number;
 }
 
 export function createProbeMonitor(options: {
@@ -36,8 +40,9 @@ export function createProbeMonitor(options: {
   async function probe(follower: Follower): Promise<void> {
     const probeConfig = follower.connection.probe!;
     const sentAtMs = Date.now();
+    const generation = follower.generation;
     const result = await probeOnce(options.run, probeConfig).catch(() => ({ replied: false }));
-    if (follower.stopped) return;
+    if (follower.stopped || follower.generation !== generation) return;
     const previous = follower.reading;
     const losses = result.replied ? 0 : (previous?.consecutiveLosses ?? 0) + 1;
     const lossesSinceMs = losses === 0 ? undefined : losses === 1 ? sentAtMs : previous?.lossesSinceMs;
@@ -92,12 +97,20 @@ export function createProbeMonitor(options: {
       }
       for (const [name, connection] of wanted) {
         if (followers.has(name)) continue;
-        const follower: Follower = { connection, stopped: false };
+        const follower: Follower = { connection, stopped: false, generation: 0 };
         followers.set(name, follower);
         schedule(follower, connection.probe!.intervalMs);
       }
     },
     latest: (conn) => followers.get(conn)?.reading,
+    startAfresh(conn) {
+      const follower = followers.get(conn);
+      if (!follower || follower.stopped) return;
+      follower.generation += 1;
+      follower.reading = undefined;
+      clearTimeout(follower.timer);
+      schedule(follower, 0);
+    },
     stop() {
       for (const name of [...followers.keys()]) unfollow(name);
     },

@@ -12,10 +12,16 @@ import type { Logger } from 'pino';
 import { DEFAULT_VICI_SOCKET, ViciClient, type ViciSubscription } from '../host/vici.js';
 import { connsFromViciRekeyEvent, ikeSasFromViciEvent } from '../observe/vici-sas.js';
 
-export const RECONNECT_DELAY_MS = 2_000;
+/** Short: a missing socket answers at once, and events are missed until the next try. */
+export const RECONNECT_DELAY_MS = 500;
 const WATCHED_EVENTS = ['ike-updown', 'child-updown', 'ike-rekey', 'child-rekey'] as const;
 
 export interface ViciWatch {
+  /**
+   * Tries to subscribe now instead of at the next retry, when not subscribed (a pass that has
+   * just started charon calls this, so its events are heard from the start). No-op otherwise.
+   */
+  listenNow(): void;
   stop(): void;
 }
 
@@ -24,19 +30,25 @@ export function watchViciEvents(options: {
   /** Called with the conn name (or "charon") whenever an SA went up or down. */
   onChange: (what: string) => void;
   socketPath?: string;
+  /** Default RECONNECT_DELAY_MS. */
+  reconnectDelayMs?: number;
 }): ViciWatch {
   let stopped = false;
   let subscription: ViciSubscription | undefined;
   let timer: NodeJS.Timeout | undefined;
   let wasConnected = false;
+  /** True from a connection attempt until its subscription ends (or the attempt fails). */
+  let busy = false;
 
   const retryLater = () => {
+    busy = false;
     if (stopped) return;
-    timer = setTimeout(() => void connect(), RECONNECT_DELAY_MS);
+    timer = setTimeout(() => void connect(), options.reconnectDelayMs ?? RECONNECT_DELAY_MS);
     timer.unref();
   };
 
   async function connect(): Promise<void> {
+    busy = true;
     let client: ViciClient | undefined;
     try {
       client = await ViciClient.connect(options.socketPath ?? DEFAULT_VICI_SOCKET, { timeoutMs: 5_000 });
@@ -81,6 +93,11 @@ export function watchViciEvents(options: {
 
   void connect();
   return {
+    listenNow() {
+      if (stopped || busy) return;
+      clearTimeout(timer);
+      void connect();
+    },
     stop() {
       stopped = true;
       clearTimeout(timer);

@@ -8,7 +8,9 @@
  * and, in the same run, the peer-restart fault with strongSwan alone (no daemon): once with
  * the desired state's DPD (dpddelay 30 s, dpdaction restart, default retransmissions) and
  * once tuned hard (dpddelay 5 s, retransmit_tries 2, retransmit_timeout 1 s, retransmit_base
- * 1.5). Medians and worst of several rounds.
+ * 1.5). Medians and worst of several rounds. Each fault comes at a random moment within
+ * FAULT_PHASE_SPREAD_MS after the tunnel is seen steady, as real faults do, rather than always
+ * at the same point of the probe cycle or of DPD's timer.
  *
  *   node --import tsx test/bench/recovery.ts [--quick] [--json FILE]
  * Needs root and `npm run build` first. --quick: one round each.
@@ -16,9 +18,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { Lab, labSkipReason, type Site } from '../lab/harness.js';
-import { CLI, EXAMPLE_SITES, ikeSasIn as ikeSas, labDesired, writePsk, type Desired } from '../lab/ipsec-lab.js';
+import { CLI, EXAMPLE_SITES, ikeSasIn as ikeSas, labDesired, strongswanVersion, writePsk, type Desired } from '../lab/ipsec-lab.js';
 
 const quick = process.argv.includes('--quick');
 const jsonIndex = process.argv.indexOf('--json');
@@ -26,6 +29,9 @@ const jsonFile = jsonIndex > 0 ? process.argv[jsonIndex + 1] : undefined;
 const ROUNDS = quick ? 1 : 5;
 const DPD_ROUNDS = quick ? 1 : 3;
 const RECOVERY_LIMIT_MS = 400_000;
+/** The probe interval of config/site-a.json: a fault may fall anywhere in one cycle. */
+const FAULT_PHASE_SPREAD_MS = 1_000;
+const atRandomMoment = () => new Promise((resolve) => setTimeout(resolve, Math.random() * FAULT_PHASE_SPREAD_MS));
 const TUNED_CHARON = [
   'charon {',
   '  retransmit_tries = 2',
@@ -116,6 +122,7 @@ async function main(): Promise<void> {
       const result: Result = { fault, by: 'tunnelwarden run', roundsMs: [] };
       for (let round = 0; round < ROUNDS; round += 1) {
         await waitFor('steady before the fault', crosses(a), 60_000);
+        await atRandomMoment();
         const faultAt = performance.now();
         await inject();
         await waitFor(fault, done);
@@ -160,6 +167,7 @@ async function main(): Promise<void> {
       const result: Result = { fault: 'peer charon killed and restarted', by, roundsMs: [] };
       for (let round = 0; round < rounds; round += 1) {
         await waitFor('steady before the fault', crosses(a), 60_000);
+        await atRandomMoment();
         const faultAt = performance.now();
         await killStrongswan(b);
         await b.startStrongswan();
@@ -183,7 +191,7 @@ async function main(): Promise<void> {
     await lab.destroy();
   }
 
-  const machine = `${(await import('node:os')).cpus().length} cores, kernel ${(await import('node:os')).release()}, strongSwan 5.9.8, node ${process.version}`;
+  const machine = `${os.cpus().length} cores, kernel ${os.release()}, strongSwan ${strongswanVersion()}, node ${process.version}`;
   console.log(`\nrecovery (seconds from fault to traffic crossing again), ${machine}`);
   console.log(`${'fault'.padEnd(36)}${'by'.padEnd(34)}${'median'.padStart(8)}${'worst'.padStart(8)}`);
   for (const result of results) {

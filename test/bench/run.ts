@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { formatHostFacts, readHostFacts } from '../../agent/host/host-facts.js';
+import { strongswanVersion } from '../lab/ipsec-lab.js';
 
 const repo = path.resolve(import.meta.dirname, '..', '..');
 const out = path.join(repo, 'bench-results');
@@ -32,11 +33,6 @@ function runBench(name: (typeof BENCHES)[number]): unknown {
   const result = spawnSync(process.execPath, args, { cwd: repo, stdio: 'inherit' });
   if (result.status !== 0 || !existsSync(jsonFile)) throw new Error(`${name} failed (exit ${result.status})`);
   return JSON.parse(readFileSync(jsonFile, 'utf8'));
-}
-
-function strongswanVersion(): string {
-  const result = spawnSync('ipsec', ['--version'], { encoding: 'utf8' });
-  return /U(\d+\.\d+\.\d+)/.exec(result.stdout ?? '')?.[1] ?? 'unknown';
 }
 
 mkdirSync(out, { recursive: true });

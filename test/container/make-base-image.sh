@@ -3,8 +3,9 @@
 # that reach a Debian mirror but no container registry (so `node:20-bookworm` cannot be pulled).
 #
 #   sudo bash test/container/make-base-image.sh [IMAGE]    # default localhost/tunnelwarden-base:bookworm-node20
-#   podman build --network=host -f Dockerfile.test --build-arg BASE=localhost/tunnelwarden-base:bookworm-node20 \
+#   podman build -f Dockerfile.test --build-arg BASE=localhost/tunnelwarden-base:bookworm-node20 \
 #     -t tunnelwarden-test .
+# (plus the flags Dockerfile.test's header names for hosts like the one this was written on).
 #
 # What it does, as root, with podman and debootstrap installed (apt-get install podman debootstrap):
 # 1. debootstrap --variant=minbase bookworm from $MIRROR (default http://deb.debian.org/debian)

@@ -3,102 +3,13 @@
  * exchanges the client puts on the wire, serialisation, deadlines, dead sockets, subscriptions.
  * The lab suite (test/lab/vici.test.ts) runs the same client against real charon.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { ErrorCode, TunnelwardenError } from '../../agent/errors.js';
-import {
-  encodeSegment,
-  PacketType,
-  SegmentReader,
-  type ViciMessage,
-  type ViciPacket,
-} from '../../agent/host/vici-codec.js';
+import { encodeSegment, PacketType, type ViciMessage } from '../../agent/host/vici-codec.js';
 import { ViciClient, type ViciEvent } from '../../agent/host/vici.js';
-
-/** Bound for every wait in this file; no assertion depends on a fixed sleep. */
-const WAIT_MS = 5_000;
-
-interface Received {
-  connection: number;
-  packet: ViciPacket;
-}
-
-/** What the stand-in does with one packet; `reply` sends a packet on the same connection. */
-type Script = (packet: ViciPacket, reply: (packet: ViciPacket) => void, connection: number) => void;
-
-/** Confirms registrations, answers `version`, and leaves anything else unanswered. */
-const basicScript: Script = (packet, reply) => {
-  if (packet.type === PacketType.eventRegister || packet.type === PacketType.eventUnregister) {
-    reply({ type: PacketType.eventConfirm });
-  } else if (packet.type === PacketType.cmdRequest && packet.name === 'version') {
-    reply({ type: PacketType.cmdResponse, message: { daemon: 'charon', version: '5.9.8' } });
-  }
-};
-
-class FakeCharon {
-  readonly received: Received[] = [];
-  readonly sockets: Socket[] = [];
-
-  private constructor(
-    private readonly server: Server,
-    readonly dir: string,
-    readonly socketPath: string,
-  ) {}
-
-  static async start(
-    t: { teardown(fn: () => unknown): void },
-    script: Script,
-  ): Promise<FakeCharon> {
-    const dir = await mkdtemp(path.join(tmpdir(), 'tw-vici-'));
-    const socketPath = path.join(dir, 'charon.vici');
-    const server = createServer();
-    const fake = new FakeCharon(server, dir, socketPath);
-    server.on('connection', (socket) => {
-      const connection = fake.sockets.push(socket);
-      const reader = new SegmentReader();
-      socket.on('error', () => undefined);
-      socket.on('data', (chunk) => {
-        for (const packet of reader.push(chunk)) {
-          fake.received.push({ connection, packet });
-          script(packet, (answer) => socket.write(encodeSegment(answer)), connection);
-        }
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
-    t.teardown(() => fake.stop());
-    return fake;
-  }
-
-  /** Names of the packets received, as `TYPE name`, for asserting on the exchange. */
-  trace(connection?: number): string[] {
-    return this.received
-      .filter((entry) => connection === undefined || entry.connection === connection)
-      .map(({ packet }) => `${packet.type}${packet.name === undefined ? '' : ` ${packet.name}`}`);
-  }
-
-  /** Drops every client connection, as charon's death would. */
-  dropClients(): void {
-    for (const socket of this.sockets) socket.destroy();
-  }
-
-  async stop(): Promise<void> {
-    this.dropClients();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    await rm(this.dir, { recursive: true, force: true });
-  }
-}
-
-async function until(probe: () => boolean): Promise<boolean> {
-  const deadline = Date.now() + WAIT_MS;
-  while (Date.now() < deadline) {
-    if (probe()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-  return probe();
-}
+import { basicScript, FakeCharon, until, WAIT_MS, type Script } from './fake-charon.js';
 
 async function rejection(promise: Promise<unknown>): Promise<TunnelwardenError> {
   try {

@@ -3,6 +3,7 @@
  * the config/ examples reduced to the sections a lab reconciles, the PSK file, running the
  * built CLI inside a site, and reading a site's SAs.
  */
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseStrokeStatus } from '../../agent/observe/parse/stroke.js';
@@ -55,4 +56,10 @@ export async function ikeSasIn(site: Site): Promise<IkeSa[]> {
 /** The IKE_SAs of one conn. */
 export async function connSasIn(site: Site, conn: string): Promise<IkeSa[]> {
   return (await ikeSasIn(site)).filter((sa) => sa.conn === conn);
+}
+
+/** strongSwan's version as this machine's `ipsec --version` says it, or "unknown". */
+export function strongswanVersion(): string {
+  const result = spawnSync('ipsec', ['--version'], { encoding: 'utf8' });
+  return /U(\d+\.\d+\.\d+)/.exec(result.stdout ?? '')?.[1] ?? 'unknown';
 }
