@@ -76,14 +76,20 @@ async function appendIncludeLine(
   await context.files.write(file, `${base}${addition}`, mode);
 }
 
+/** The unit of Debian's strongswan-starter package, which runs starter and so charon. */
+const STARTER_UNIT = 'strongswan-starter.service';
+
+async function systemdBooted(context: IpsecApplyContext): Promise<boolean> {
+  return (await context.files.mode(context.paths.systemdRunDir)) !== undefined;
+}
+
 /**
  * Starts or restarts strongSwan and waits (bounded) until charon answers. Under systemd it goes
  * through strongswan-starter.service, so charon never runs as a child of our (sandboxed) unit.
  */
 export async function controlStrongswan(context: IpsecApplyContext, verb: 'start' | 'restart'): Promise<void> {
-  const systemdBooted = (await context.files.mode(context.paths.systemdRunDir)) !== undefined;
-  if (systemdBooted) {
-    await context.run(['systemctl', verb, 'strongswan-starter.service'], { timeoutMs: 30_000 });
+  if (await systemdBooted(context)) {
+    await context.run(['systemctl', verb, STARTER_UNIT], { timeoutMs: 30_000 });
   } else {
     await context.run(['ipsec', verb], { timeoutMs: 30_000 });
   }
@@ -99,6 +105,20 @@ export async function controlStrongswan(context: IpsecApplyContext, verb: 'start
       `charon did not answer within ${context.waits.startMs} ms of ${verb === 'start' ? 'being started' : 'a restart'}`,
     );
   }
+}
+
+/**
+ * True when strongSwan's starter runs: its unit is active under systemd (our sandbox cannot see
+ * other processes' /proc entries there), else its pid file names a live process.
+ */
+async function starterRunning(context: IpsecApplyContext): Promise<boolean> {
+  if (await systemdBooted(context)) {
+    const result = await context.run(['systemctl', 'is-active', '--quiet', STARTER_UNIT], { allowFailure: true });
+    return result.exitCode === 0;
+  }
+  const pid = Number.parseInt((await context.files.read(context.paths.starterPidFile)) ?? '', 10);
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  return (await context.files.mode(`${context.paths.procDir}/${pid}`)) !== undefined;
 }
 
 async function reloadConns(
@@ -191,7 +211,9 @@ export async function applyIpsecAction(action: IpsecAction, context: IpsecApplyC
       await makeDirectory(dirname(action.target));
       return context.files.write(action.target, context.renderedSecrets, SECRETS_FILE_MODE);
     case 'start-strongswan':
-      await controlStrongswan(context, 'start');
+      // charon is not answering. With starter still alive (charon crashed or was killed),
+      // `start` would only wait for starter's own restart of charon, about 5 s later.
+      await controlStrongswan(context, (await starterRunning(context)) ? 'restart' : 'start');
       return awaitLoaded(context, action.expectLoaded, [], 'start-strongswan');
     case 'reload-conns':
       return reloadConns(context, action);

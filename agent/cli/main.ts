@@ -33,8 +33,11 @@ class ExitRequest extends Error {
 const out = (line: string) => process.stdout.write(`${line}\n`);
 const err = (line: string) => process.stderr.write(`${line}\n`);
 
-/** Loads a desired-state file or prints why not and exits 1. */
-async function loadOrExit(path: string): Promise<DesiredState> {
+/**
+ * Loads a desired-state file or prints why not and exits 1. Commands that would change the
+ * host pass a note saying that nothing was.
+ */
+async function loadOrExit(path: string, changesNothingNote = ''): Promise<DesiredState> {
   const result = await readDesiredFile(path);
   if ('unreadable' in result) {
     err(result.unreadable);
@@ -43,7 +46,7 @@ async function loadOrExit(path: string): Promise<DesiredState> {
   for (const warning of result.warnings) err(`${path}: ${formatFinding(warning)}`);
   if (!result.ok) {
     for (const finding of result.errors) err(`${path}: ${formatFinding(finding)}`);
-    err(`${path}: invalid (${result.errors.length} error${result.errors.length === 1 ? '' : 's'}); nothing was changed`);
+    err(`${path}: invalid (${result.errors.length} error${result.errors.length === 1 ? '' : 's'})${changesNothingNote}`);
     throw new ExitRequest(EXIT.invalid);
   }
   return result.state;
@@ -111,7 +114,8 @@ function buildProgram(): Command {
       const result = await runPass(desired, passDependencies(options.logLevel), { dryRun: true });
       reportFailures(result.failures);
       if (options.json) {
-        out(JSON.stringify({ actions: result.actions.map(describeAction) }, null, 2));
+        const failures = result.failures.map(({ resource, error }) => ({ resource, code: error.code, message: error.message }));
+        out(JSON.stringify({ actions: result.actions.map(describeAction), failures }, null, 2));
       } else if (result.actions.length === 0 && result.failures.length === 0) {
         out('No changes: the host matches the desired state.');
       } else {
@@ -127,7 +131,7 @@ function buildProgram(): Command {
     .option('--json', 'print the result as JSON')
     .addOption(logLevelOption())
     .action(async (file: string, options: { json?: boolean; logLevel: LogLevel }) => {
-      const desired = await loadOrExit(file);
+      const desired = await loadOrExit(file, '; nothing was changed');
       const result = await runPass(desired, passDependencies(options.logLevel));
       if (options.json) {
         out(
@@ -169,8 +173,11 @@ function buildProgram(): Command {
         .default(RUN_DEFAULTS.logLevel),
     )
     .action(async (options: { config: string; intervalSeconds: string; statusFile: string; logLevel: LogLevel }) => {
-      const intervalSeconds = Number(options.intervalSeconds);
-      throw new ExitRequest(await runCommand({ ...options, intervalSeconds }));
+      if (!/^\d+$/.test(options.intervalSeconds)) {
+        err(`tunnelwarden run: --interval-seconds: "${options.intervalSeconds}" is not a whole number of seconds`);
+        throw new ExitRequest(EXIT.usage);
+      }
+      throw new ExitRequest(await runCommand({ ...options, intervalSeconds: Number(options.intervalSeconds) }));
     });
 
   program

@@ -15,6 +15,10 @@ export interface HostPaths {
   stateDir: string;
   /** Presence means systemd is the init system (sd_booted's test). */
   systemdRunDir: string;
+  /** strongSwan's starter writes its pid here while it runs. */
+  starterPidFile: string;
+  /** One directory per running process, named by pid. */
+  procDir: string;
 }
 
 export const DEFAULT_PATHS: Readonly<HostPaths> = Object.freeze({
@@ -24,4 +28,6 @@ export const DEFAULT_PATHS: Readonly<HostPaths> = Object.freeze({
   ourSecrets: '/etc/ipsec.d/tunnelwarden.secrets',
   stateDir: '/var/lib/tunnelwarden',
   systemdRunDir: '/run/systemd/system',
+  starterPidFile: '/run/starter.charon.pid',
+  procDir: '/proc',
 });

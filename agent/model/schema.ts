@@ -11,10 +11,21 @@ import { hasHostBits, parseCidr, parseIp } from './net.js';
 /** Longest secret accepted; strongSwan itself has no short limit, but longer is a paste error. */
 export const SECRET_MAX_CHARS = 1024;
 
+/** An IPv4 octet written with a leading zero, which some tools (inet_aton) read as octal. */
+const LEADING_ZERO_OCTET = /(^|\.)0\d/;
+const LEADING_ZERO_MESSAGE = 'an IPv4 octet has a leading zero, which some tools read as octal; write it without';
+
+/** The message for an address or prefix that does not parse, naming a leading zero if that is why. */
+function unparsedMessage(text: string, otherwise: string): string {
+  const address = text.split('/')[0] ?? '';
+  return /^[0-9.]+$/.test(address) && LEADING_ZERO_OCTET.test(address) ? LEADING_ZERO_MESSAGE : otherwise;
+}
+
 const ipAddress = z
   .string()
   .refine((text) => parseIp(text) !== undefined, {
-    message: 'not an IP address (IPv4 as four decimal octets without leading zeros, or IPv6)',
+    error: (issue) =>
+      unparsedMessage(String(issue.input), 'not an IP address (IPv4 as four decimal octets without leading zeros, or IPv6)'),
   })
   .meta({ description: 'An IPv4 or IPv6 address, e.g. "172.16.0.18".' });
 
@@ -23,7 +34,7 @@ const subnet = z
   .superRefine((text, ctx) => {
     const cidr = parseCidr(text);
     if (!cidr) {
-      ctx.addIssue({ code: 'custom', message: 'not a CIDR prefix such as "10.1.0.0/16"' });
+      ctx.addIssue({ code: 'custom', message: unparsedMessage(text, 'not a CIDR prefix such as "10.1.0.0/16"') });
     } else if (hasHostBits(cidr)) {
       ctx.addIssue({ code: 'custom', message: 'host bits are set; write the network address' });
     }
@@ -33,7 +44,7 @@ const subnet = z
 const interfaceAddress = z
   .string()
   .refine((text) => parseCidr(text) !== undefined, {
-    message: 'not an address with prefix length such as "172.16.0.18/24"',
+    error: (issue) => unparsedMessage(String(issue.input), 'not an address with prefix length such as "172.16.0.18/24"'),
   })
   .meta({ description: 'An interface address with its prefix length, e.g. "172.16.0.18/24".' });
 
@@ -69,7 +80,7 @@ const peerAddress = z
       parseIp(text) !== undefined ||
       (/^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$/.test(text) &&
         !/^[0-9.]+$/.test(text)),
-    { message: 'not an IP address, a DNS name, or %any' },
+    { error: (issue) => unparsedMessage(String(issue.input), 'not an IP address, a DNS name, or %any') },
   )
   .meta({ description: 'Peer address: an IP address, a DNS name, or "%any".' });
 

@@ -217,7 +217,7 @@ export function planIpsec(input: IpsecPlanInput): IpsecAction[] {
       type: 'write-secrets',
       target: paths.ourSecrets,
       entries: input.renderedSecretsEntries,
-      detail: `[${input.renderedSecretsEntries} entries, content not shown]`,
+      detail: `[${input.renderedSecretsEntries} ${input.renderedSecretsEntries === 1 ? 'entry' : 'entries'}, content not shown]`,
       reason:
         observed.ourSecretsSha256 === undefined
           ? 'file missing'

@@ -75,7 +75,8 @@ t.test('validate lists every error with its path and exits 1', async (t) => {
   t.equal(result.code, 1);
   t.match(result.stderr, /bad\.json: error: transit\.vlanId: VLAN ids run from 1 to 4094/);
   t.match(result.stderr, /bad\.json: error: ipsec\.connections\[0\]\.name: not a safe connection name/);
-  t.match(result.stderr, /invalid \(2 errors\); nothing was changed/);
+  t.match(result.stderr, /bad\.json: invalid \(2 errors\)\n/);
+  t.notMatch(result.stderr, /nothing was changed/, 'validate never changes anything, so it does not say so');
 });
 
 t.test('validate prints warnings and still exits 0', async (t) => {

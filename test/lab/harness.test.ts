@@ -117,6 +117,18 @@ t.test('a two-site lab runs real strongSwan and leaves nothing behind', { skip }
     t.same(await b.strongswanPids(), [], 'no starter or charon left in site B');
   });
 
+  await t.test('a crashed strongSwan is really gone, so a new charon gets its sockets', async (t) => {
+    const before = await a.strongswanPids();
+    t.equal(before.length, 2, 'starter and charon run in site A');
+    await a.crashStrongswan();
+    t.same(await a.strongswanPids(), [], 'their pid files are gone');
+    t.ok(before.every((pid) => !existsSync(`/proc/${pid}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'))));
+    const logBefore = (await a.readFile('/var/log/charon.log')).length;
+    await a.startStrongswan();
+    const startLog = (await a.readFile('/var/log/charon.log')).slice(logBefore);
+    t.notMatch(startLog, /unable to bind socket/, 'UDP 500 was free for the new charon');
+  });
+
   await t.test('destroy removes every namespace, mount and process of the lab', async (t) => {
     const pidLists = await Promise.all([a, b].map((site: Site) => site.strongswanPids()));
     const strongswanPids = pidLists.flat();

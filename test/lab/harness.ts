@@ -202,6 +202,15 @@ function commandFailed(argv: string[], result: ExecResult): Error {
   );
 }
 
+/** True when the process is gone or a zombie (it has released everything it held). */
+function hasExited(pid: number): boolean {
+  try {
+    return /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
 /** Polls `probe` every POLL_INTERVAL_MS until it returns true; throws after `timeoutMs`. */
 async function waitFor(what: string, timeoutMs: number, probe: () => Promise<boolean>) {
   const deadline = Date.now() + timeoutMs;
@@ -325,6 +334,20 @@ export class Site {
     await waitFor(what, STRONGSWAN_READY_TIMEOUT_MS, async () => {
       return (await this.strongswanPids()).length === 0;
     });
+  }
+
+  /**
+   * strongSwan dies with all its state, as in a crash or power loss: SIGKILL to starter and
+   * charon, then waits (bounded) until both have really exited, since a charon started while
+   * the old one still holds UDP 500 comes up without sockets ("unable to bind socket"), and
+   * removes the pid and socket files they leave. Nothing restarts it.
+   */
+  async crashStrongswan(): Promise<void> {
+    const pids = await this.strongswanPids();
+    if (pids.length > 0) await this.exec(['kill', '-9', ...pids.map(String)]);
+    const what = `killed starter and charon gone in site ${this.spec.name}`;
+    await waitFor(what, STRONGSWAN_READY_TIMEOUT_MS, async () => pids.every((pid) => hasExited(pid)));
+    await this.execOk(['rm', '-f', '/run/charon.pid', '/run/starter.charon.pid', '/run/charon.ctl', '/run/charon.vici']);
   }
 
   /**

@@ -81,9 +81,7 @@ t.test('apply heals SA faults until traffic crosses again', { skip }, async (t) 
 
   /** The peer loses all state (SIGKILL to starter and charon) and is started again. */
   const restartPeerHard = async () => {
-    const pids = await b.strongswanPids();
-    await b.exec(['kill', '-9', ...pids.map(String)]);
-    await b.exec(['rm', '-f', '/run/charon.pid', '/run/starter.charon.pid', '/run/charon.ctl', '/run/charon.vici']);
+    await b.crashStrongswan();
     await b.startStrongswan();
   };
 
@@ -133,9 +131,7 @@ t.test('apply heals SA faults until traffic crosses again', { skip }, async (t) 
   });
 
   await t.test('the local charon killed: strongSwan is started and the tunnel initiated', async (t) => {
-    const pids = await a.strongswanPids();
-    await a.exec(['kill', '-9', ...pids.map(String)]);
-    await a.exec(['rm', '-f', '/run/charon.pid', '/run/starter.charon.pid', '/run/charon.ctl', '/run/charon.vici']);
+    await a.crashStrongswan();
     t.match(await healA(), /ipsec start-strongswan charon: charon is not running/);
   });
 

@@ -55,6 +55,7 @@ t.test('apply reconciles strongSwan connections in a two-site lab', { skip }, as
     const result = await apply(a, fileA, broken);
     t.equal(result.code, 1, result.stderr);
     t.match(result.stderr, /ipsec\.connections\[0\]\.remote\.subnets\[0\]: overlaps local subnet/);
+    t.match(result.stderr, /invalid \(\d+ errors?\); nothing was changed/);
     t.equal(await a.readFile('/etc/ipsec.conf'), ipsecConfBefore, 'ipsec.conf untouched');
     t.notOk(await a.exists('/etc/ipsec.d/tunnelwarden.conf'), 'no conf file written');
     t.notOk(await a.exists('/etc/ipsec.d/tunnelwarden.secrets'), 'no secrets file written');

@@ -717,3 +717,21 @@ t.test('a valid state is deeply frozen', async (t) => {
   }, TypeError);
   t.equal(connection.dpd.action, 'restart');
 });
+
+t.test('an octal-looking address or prefix is rejected with the leading zero named', async (t) => {
+  const zero = 'an IPv4 octet has a leading zero, which some tools read as octal; write it without';
+  const document = edited('site-a', (d) => {
+    d.site.subnets = ['010.1.0.0/16'];
+    d.transit.address = '172.16.00.18/24';
+    d.ipsec.connections[0].remote.address = '172.016.0.2';
+    d.ipsec.connections[0].probe.target = '10.2.0.01';
+  });
+  t.same(load(document).errors, [
+    `error: site.subnets[0]: ${zero}`,
+    `error: transit.address: ${zero}`,
+    `error: ipsec.connections[0].remote.address: ${zero}`,
+    `error: ipsec.connections[0].probe.target: ${zero}`,
+  ]);
+  const otherwise = load(edited('site-a', (d) => (d.site.subnets = ['10.1.0.0/33']))).errors;
+  t.same(otherwise, ['error: site.subnets[0]: not a CIDR prefix such as "10.1.0.0/16"'], 'other mistakes keep their message');
+});
