@@ -15,7 +15,7 @@ import { probeOnce } from '../observe/probe.js';
 import type { IpsecAction, IpsecHealAction } from '../plan/actions.js';
 import { decideHeal, type HealAction } from '../plan/heal.js';
 import { findConnProblems } from '../plan/health.js';
-import { ikeSasOfConn } from '../plan/ipsec.js';
+import { ikeSasByConn } from '../plan/ipsec.js';
 import {
   freshConnHealth,
   recordCounters,
@@ -66,26 +66,27 @@ function toIpsecAction(heal: HealAction): IpsecHealAction | undefined {
 
 /**
  * A responder's half-open IKE_SA has no conn yet (stroke prints "(unnamed)") until IKE_AUTH
- * arrives; it belongs to the conn whose peer address it comes from.
+ * arrives; it belongs to the conn whose peer address it comes from. Returns a lookup by peer.
  */
-function isHalfOpenFrom(sa: IkeSa, connection: SiteToSiteConnection): boolean {
-  return (
-    sa.conn === UNNAMED_IKE_SA &&
-    sa.state === 'CONNECTING' &&
-    sa.remoteAddress !== undefined &&
-    sa.remoteAddress === connection.remote.address
-  );
+function halfOpenByPeer(ikeSas: readonly IkeSa[]): (remoteAddress: string) => IkeSa[] {
+  const byPeer = new Map<string, IkeSa[]>();
+  for (const sa of ikeSas) {
+    if (sa.conn !== UNNAMED_IKE_SA || sa.state !== 'CONNECTING' || sa.remoteAddress === undefined) continue;
+    const list = byPeer.get(sa.remoteAddress);
+    if (list) list.push(sa);
+    else byPeer.set(sa.remoteAddress, [sa]);
+  }
+  return (remoteAddress) => byPeer.get(remoteAddress) ?? [];
 }
 
-function isUp(connection: SiteToSiteConnection, observed: IpsecObservation): boolean {
-  return ikeSasOfConn(observed.status.ikeSas, connection.name).some(
-    (sa) => sa.state === 'ESTABLISHED' && sa.children.some((child) => child.state === 'INSTALLED'),
-  );
+/** The conn's IKE_SAs show it up: ESTABLISHED with an INSTALLED CHILD_SA. */
+function isUp(connSas: readonly IkeSa[]): boolean {
+  return connSas.some((sa) => sa.state === 'ESTABLISHED' && sa.children.some((child) => child.state === 'INSTALLED'));
 }
 
-/** Up with an INSTALLED CHILD_SA and, when it has a probe, its last probe answered. */
-function isConfirmedHealthy(connection: SiteToSiteConnection, observed: IpsecObservation, probeLosses: number): boolean {
-  return isUp(connection, observed) && (connection.probe === undefined || probeLosses === 0);
+/** Up and, when the conn has a probe, its last probe answered. */
+function isConfirmedHealthy(connection: SiteToSiteConnection, connSas: readonly IkeSa[], probeLosses: number): boolean {
+  return isUp(connSas) && (connection.probe === undefined || probeLosses === 0);
 }
 
 /**
@@ -111,12 +112,14 @@ export async function planHealth(options: {
     ['write-conf', 'reload-conns', 'start-strongswan'].includes(action.type),
   );
   const kernel = await readKernel(observed, options.run);
+  const sasOf = ikeSasByConn(observed.status.ikeSas);
+  const halfOpenFrom = halfOpenByPeer(observed.status.ikeSas);
 
   for (const connection of desired.ipsec?.connections ?? []) {
     const name = connection.name;
     const state = structuredClone(options.previous.conns[name] ?? freshConnHealth());
-    const halfOpen = observed.status.ikeSas.filter((sa) => isHalfOpenFrom(sa, connection));
-    const sas = [...ikeSasOfConn(observed.status.ikeSas, name), ...halfOpen];
+    const connSas = sasOf(name);
+    const sas = [...connSas, ...halfOpenFrom(connection.remote.address)];
 
     const monitored = options.probes?.latest(name);
     // Usable only when fresh, and when its run of losses began after our last heal: probes
@@ -132,7 +135,7 @@ export async function planHealth(options: {
       // The daemon's monitor probed moments ago (and confirmed any loss): no need to wait on
       // another probe here.
       state.probe = { ...state.probe, consecutiveLosses: monitored.consecutiveLosses, lastAtMs: monitored.atMs };
-    } else if (connection.probe && isUp(connection, observed)) {
+    } else if (connection.probe && isUp(connSas)) {
       const result = await probeOnce(options.run, connection.probe);
       state.probe = recordProbe(state.probe, result, options.nowMs);
     }
@@ -171,7 +174,7 @@ export async function planHealth(options: {
       continue; // the config change re-establishes what it touches; judge health afterwards
     }
 
-    if (findings.length === 0 && !isConfirmedHealthy(connection, observed, state.probe.consecutiveLosses)) {
+    if (findings.length === 0 && !isConfirmedHealthy(connection, connSas, state.probe.consecutiveLosses)) {
       // No finding is not yet health: a tunnel still coming up after a heal, or whose probe has
       // not answered since, keeps its ladder, so a heal that did not help leads to the next rung.
       plan.state.conns[name] = state;

@@ -133,9 +133,24 @@ export function loadedConnsByName(connections: readonly LoadedConn[]): Map<strin
  * those of the conn it was merged into that hold CHILD_SAs of its name.
  */
 export function ikeSasOfConn(ikeSas: readonly IkeSa[], name: string): IkeSa[] {
-  return ikeSas
-    .filter((sa) => sa.conn === name || sa.children.some((child) => child.conn === name))
-    .map((sa) => ({ ...sa, children: sa.children.filter((child) => child.conn === name) }));
+  return ikeSasByConn(ikeSas)(name);
+}
+
+/**
+ * ikeSasOfConn for every conn at once, in one pass over the IKE_SAs (a hub with a thousand
+ * conns asks for each of them). Returns a lookup by conn name.
+ */
+export function ikeSasByConn(ikeSas: readonly IkeSa[]): (name: string) => IkeSa[] {
+  const byConn = new Map<string, IkeSa[]>();
+  for (const sa of ikeSas) {
+    for (const name of new Set([sa.conn, ...sa.children.map((child) => child.conn)])) {
+      const carried = { ...sa, children: sa.children.filter((child) => child.conn === name) };
+      const list = byConn.get(name);
+      if (list) list.push(carried);
+      else byConn.set(name, [carried]);
+    }
+  }
+  return (name) => byConn.get(name) ?? [];
 }
 
 /**
@@ -177,9 +192,10 @@ export function planIpsec(input: IpsecPlanInput): IpsecAction[] {
 
   const actions: IpsecAction[] = [];
   const status = observed.status;
-  const sasOf = (name: string) => ikeSasOfConn(status.ikeSas, name);
+  const sasOf = ikeSasByConn(status.ikeSas);
   const loaded = loadedConnsByName(status.connections);
-  const removed = [...previousSections.keys()].filter((name) => !desiredNames.includes(name));
+  const wanted = new Set(desiredNames);
+  const removed = [...previousSections.keys()].filter((name) => !wanted.has(name));
 
   for (const name of removed) {
     const sas = sasOf(name);

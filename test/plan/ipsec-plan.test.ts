@@ -12,7 +12,7 @@ import type { IpsecObservation } from '../../agent/observe/ipsec.js';
 import { includeLine } from '../../agent/observe/ipsec.js';
 import { parseStrokeStatus } from '../../agent/observe/parse/stroke.js';
 import type { IkeSa, StrongswanStatus } from '../../agent/observe/parse/types.js';
-import { connSections, planIpsec } from '../../agent/plan/ipsec.js';
+import { connSections, ikeSasByConn, planIpsec } from '../../agent/plan/ipsec.js';
 import { renderIpsecConf } from '../../agent/plan/ipsec-render.js';
 
 const repo = path.resolve(import.meta.dirname, '..', '..');
@@ -317,4 +317,26 @@ t.test("road warriors without charon's eap-mschapv2 plugin are an unsupported er
     () => plan(siteA, { ...convergedA(siteA), status: { ...convergedA(siteA).status, plugins: without } }),
     'site-to-site conns alone do not need it',
   );
+});
+
+t.test('ikeSasByConn gives each conn its IKE_SAs, with only its own CHILD_SAs', async (t) => {
+  const child = (conn: string, uniqueId: number) => ({
+    conn,
+    uniqueId,
+    state: 'INSTALLED' as const,
+    udpEncap: true,
+    localTs: ['10.1.0.0/16'],
+    remoteTs: ['10.2.0.0/16'],
+  });
+  const sas = [
+    { conn: 'a-to-b', uniqueId: 1, state: 'ESTABLISHED' as const, children: [child('a-to-b', 1), child('a-to-b-extra', 2)] },
+    { conn: 'a-to-c', uniqueId: 2, state: 'CONNECTING' as const, children: [] },
+    { conn: 'a-to-b', uniqueId: 3, state: 'ESTABLISHED' as const, children: [child('a-to-b', 3)] },
+  ];
+  const lookup = ikeSasByConn(sas);
+  t.same(lookup('a-to-b').map((sa) => sa.uniqueId), [1, 3]);
+  t.same(lookup('a-to-c').map((sa) => [sa.uniqueId, sa.state]), [[2, 'CONNECTING']]);
+  t.same(lookup('absent'), []);
+  t.same(lookup('a-to-b')[0]!.children.map((c) => c.conn), ['a-to-b'], "only the conn's own CHILD_SAs");
+  t.same(lookup('a-to-b-extra').map((sa) => [sa.uniqueId, sa.conn, sa.children.map((c) => c.uniqueId)]), [[1, 'a-to-b', [2]]], 'a merged conn rides its host IKE_SA');
 });
