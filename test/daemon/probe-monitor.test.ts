@@ -56,17 +56,25 @@ function heldPings() {
 
 const settle = () => new Promise((resolve) => setTimeout(resolve, 20));
 
-t.test('a lost probe is confirmed at once and the threshold asks for a pass', async (t) => {
+/**
+ * A monitor following the conn whose first probe (started by startAfresh) was lost, with the
+ * confirming probe sent and waiting for its answer.
+ */
+async function monitorAfterOneLoss(t: { teardown(fn: () => unknown): void }) {
   const pings = heldPings();
   const dead: string[] = [];
   const monitor = createProbeMonitor({ run: pings.run, logger: collectingLogger().logger, onDead: (conn) => dead.push(conn) });
   t.teardown(() => monitor.stop());
   monitor.follow(desiredWithProbe());
-
   monitor.startAfresh('a-to-b');
   await pings.sent(1);
   pings.answer(false);
   await pings.sent(2);
+  return { pings, dead, monitor };
+}
+
+t.test('a lost probe is confirmed at once and the threshold asks for a pass', async (t) => {
+  const { pings, dead, monitor } = await monitorAfterOneLoss(t);
   t.equal(monitor.latest('a-to-b')?.consecutiveLosses, 1, 'one loss so far, and a confirmation under way');
   t.same(dead, []);
   pings.answer(false);
@@ -76,16 +84,7 @@ t.test('a lost probe is confirmed at once and the threshold asks for a pass', as
 });
 
 t.test('startAfresh forgets the losses, drops a probe under way and probes again at once', async (t) => {
-  const pings = heldPings();
-  const dead: string[] = [];
-  const monitor = createProbeMonitor({ run: pings.run, logger: collectingLogger().logger, onDead: (conn) => dead.push(conn) });
-  t.teardown(() => monitor.stop());
-  monitor.follow(desiredWithProbe());
-
-  monitor.startAfresh('a-to-b');
-  await pings.sent(1);
-  pings.answer(false);
-  await pings.sent(2);
+  const { pings, dead, monitor } = await monitorAfterOneLoss(t);
   t.equal(monitor.latest('a-to-b')?.consecutiveLosses, 1);
 
   monitor.startAfresh('a-to-b'); // a heal re-established the tunnel while probe 2 was out
