@@ -202,10 +202,15 @@ function commandFailed(argv: string[], result: ExecResult): Error {
   );
 }
 
-/** True when the process is gone or a zombie (it has released everything it held). */
+/**
+ * True when the process is gone, or a zombie none of whose threads still runs: a killed
+ * charon's main thread turns zombie before its worker threads have exited and closed its
+ * sockets and TUN device, so a zombie leader alone is not enough.
+ */
 function hasExited(pid: number): boolean {
   try {
-    return /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    const zombie = /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return zombie && readdirSync(`/proc/${pid}/task`).length <= 1;
   } catch {
     return true;
   }
