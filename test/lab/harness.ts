@@ -350,9 +350,10 @@ export class Site {
   async crashStrongswan(): Promise<void> {
     const pids = await this.strongswanPids();
     if (pids.length > 0) await this.exec(['kill', '-9', ...pids.map(String)]);
+    // At once, before anything (a daemon under test) starts strongSwan again and writes its own.
+    await this.execOk(['rm', '-f', '/run/charon.pid', '/run/starter.charon.pid', '/run/charon.ctl', '/run/charon.vici']);
     const what = `killed starter and charon gone in site ${this.spec.name}`;
     await waitFor(what, STRONGSWAN_READY_TIMEOUT_MS, async () => pids.every((pid) => hasExited(pid)));
-    await this.execOk(['rm', '-f', '/run/charon.pid', '/run/starter.charon.pid', '/run/charon.ctl', '/run/charon.vici']);
   }
 
   /**
