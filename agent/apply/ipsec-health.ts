@@ -15,7 +15,7 @@ import { probeOnce } from '../observe/probe.js';
 import type { IpsecAction, IpsecHealAction } from '../plan/actions.js';
 import { decideHeal, type HealAction } from '../plan/heal.js';
 import { findConnProblems } from '../plan/health.js';
-import { ikeSasByConn } from '../plan/ipsec.js';
+import { ikeSasByConn, isConnUp } from '../plan/ipsec.js';
 import {
   freshConnHealth,
   recordCounters,
@@ -79,14 +79,9 @@ function halfOpenByPeer(ikeSas: readonly IkeSa[]): (remoteAddress: string) => Ik
   return (remoteAddress) => byPeer.get(remoteAddress) ?? [];
 }
 
-/** The conn's IKE_SAs show it up: ESTABLISHED with an INSTALLED CHILD_SA. */
-function isUp(connSas: readonly IkeSa[]): boolean {
-  return connSas.some((sa) => sa.state === 'ESTABLISHED' && sa.children.some((child) => child.state === 'INSTALLED'));
-}
-
 /** Up and, when the conn has a probe, its last probe answered. */
 function isConfirmedHealthy(connection: SiteToSiteConnection, connSas: readonly IkeSa[], probeLosses: number): boolean {
-  return isUp(connSas) && (connection.probe === undefined || probeLosses === 0);
+  return isConnUp(connSas) && (connection.probe === undefined || probeLosses === 0);
 }
 
 /**
@@ -135,7 +130,7 @@ export async function planHealth(options: {
       // The daemon's monitor probed moments ago (and confirmed any loss): no need to wait on
       // another probe here.
       state.probe = { ...state.probe, consecutiveLosses: monitored.consecutiveLosses, lastAtMs: monitored.atMs };
-    } else if (connection.probe && isUp(connSas)) {
+    } else if (connection.probe && isConnUp(connSas)) {
       const result = await probeOnce(options.run, connection.probe);
       state.probe = recordProbe(state.probe, result, options.nowMs);
     }

@@ -14,7 +14,7 @@ import type { FileStore } from '../host/files.js';
 import { readStrokeStatus } from '../observe/ipsec.js';
 import type { StrongswanStatus } from '../observe/parse/types.js';
 import type { IpsecAction } from '../plan/actions.js';
-import { CONF_FILE_MODE, SECRETS_FILE_MODE, ikeSasOfConn, loadedConnsByName } from '../plan/ipsec.js';
+import { CONF_FILE_MODE, SECRETS_FILE_MODE, ikeSasOfConn, isConnUp, loadedConnsByName } from '../plan/ipsec.js';
 import { applyHealAction } from './ipsec-heal.js';
 import { pollUntil, type Sleep } from './wait.js';
 
@@ -58,9 +58,7 @@ const defaultMakeDirectory = async (path: string) => {
 const readStatus = readStrokeStatus;
 
 function isUp(status: StrongswanStatus, name: string): boolean {
-  return ikeSasOfConn(status.ikeSas, name).some(
-    (sa) => sa.state === 'ESTABLISHED' && sa.children.some((child) => child.state === 'INSTALLED'),
-  );
+  return isConnUp(ikeSasOfConn(status.ikeSas, name));
 }
 
 async function appendIncludeLine(

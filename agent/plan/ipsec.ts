@@ -136,6 +136,11 @@ export function ikeSasOfConn(ikeSas: readonly IkeSa[], name: string): IkeSa[] {
   return ikeSasByConn(ikeSas)(name);
 }
 
+/** A conn's IKE_SAs (from ikeSasOfConn) carry it: one ESTABLISHED with an INSTALLED CHILD_SA. */
+export function isConnUp(connSas: readonly IkeSa[]): boolean {
+  return connSas.some((sa) => sa.state === 'ESTABLISHED' && sa.children.some((child) => child.state === 'INSTALLED'));
+}
+
 /**
  * ikeSasOfConn for every conn at once, in one pass over the IKE_SAs (a hub with a thousand
  * conns asks for each of them). Returns a lookup by conn name.
